@@ -1,0 +1,232 @@
+"""RNN encoder-decoder models (Sutskever et al. 2014; Cho et al. 2014) and greedy decoding.
+
+The bottleneck decoder sees the source only through the encoder's final state: one fixed-size
+vector, however long the input. Lesson 02 adds a decoder that attends over every encoder state;
+both decoders share the ``forward`` / ``step`` interface, so ``Seq2Seq`` and decoding work
+with either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from .data import Vocab
+
+_CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
+
+
+def _make_rnn(cell: str, input_dim: int, hidden_dim: int, num_layers: int, **kwargs) -> nn.RNNBase:
+    if cell not in _CELLS:
+        raise ValueError(f"cell must be one of {sorted(_CELLS)}, got {cell!r}")
+    return _CELLS[cell](input_dim, hidden_dim, num_layers=num_layers, batch_first=True, **kwargs)
+
+
+class Encoder(nn.Module):
+    """Embeds the source and runs a GRU/LSTM over it, ignoring padding.
+
+    ``forward(src (B, S), lengths (B,)) -> outputs (B, S, hidden_dim * directions), state``.
+    ``state`` is what a decoder starts from: ``(num_layers, B, hidden_dim * directions)`` (a
+    tuple ``(h, c)`` for an LSTM); with two directions, the final states are concatenated.
+    Padding is packed away, so outputs at padded positions are zero and the final state is
+    the one after each sequence's last real token.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embed_dim: int = 32,
+        hidden_dim: int = 128,
+        cell: str = "gru",
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        pad_id: int = 0,
+    ):
+        super().__init__()
+        self.cell, self.num_layers, self.bidirectional = cell, num_layers, bidirectional
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
+        self.rnn = _make_rnn(
+            cell,
+            embed_dim,
+            hidden_dim,
+            num_layers,
+            bidirectional=bidirectional,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
+        self.output_dim = hidden_dim * (2 if bidirectional else 1)
+
+    def _merge_directions(self, h: torch.Tensor) -> torch.Tensor:
+        if not self.bidirectional:
+            return h  # (layers, B, H)
+        h = h.view(self.num_layers, 2, h.shape[1], -1)  # (layers, directions, B, H)
+        return torch.cat([h[:, 0], h[:, 1]], dim=-1)  # (layers, B, 2H)
+
+    def forward(self, src: torch.Tensor, lengths: torch.Tensor):
+        if src.dim() != 2 or lengths.shape != src.shape[:1]:
+            raise ValueError(
+                f"Encoder expects src (B, S) and lengths (B,), got {tuple(src.shape)} "
+                f"and {tuple(lengths.shape)}"
+            )
+        if int(lengths.min()) < 1 or int(lengths.max()) > src.shape[1]:
+            raise ValueError(
+                f"lengths must lie in [1, {src.shape[1]}] for src {tuple(src.shape)}, "
+                f"got min {int(lengths.min())}, max {int(lengths.max())}"
+            )
+        embedded = self.embedding(src)  # (B, S, E)
+        packed = pack_padded_sequence(
+            embedded, lengths.cpu(), batch_first=True, enforce_sorted=False
+        )
+        packed_out, state = self.rnn(packed)
+        outputs, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=src.shape[1])
+        if isinstance(state, tuple):  # LSTM: (h, c)
+            state = tuple(self._merge_directions(s) for s in state)
+        else:
+            state = self._merge_directions(state)
+        return outputs, state  # (B, S, output_dim), (layers, B, output_dim)
+
+
+class BottleneckDecoder(nn.Module):
+    """A decoder that sees the source only through its initial state (the context vector).
+
+    ``forward(tgt_in (B, T), state, encoder_outputs=None, src_mask=None)
+    -> logits (B, T, V), state, None``; ``step`` does one token ``(B,)`` at a time. The last
+    value is the attention weights, always ``None`` here: there is nothing to attend to.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embed_dim: int = 32,
+        hidden_dim: int = 128,
+        cell: str = "gru",
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        pad_id: int = 0,
+    ):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
+        self.rnn = _make_rnn(
+            cell, embed_dim, hidden_dim, num_layers, dropout=dropout if num_layers > 1 else 0.0
+        )
+        self.out = nn.Linear(hidden_dim, vocab_size)
+
+    def forward(self, tgt_in, state, encoder_outputs=None, src_mask=None):
+        outputs, state = self.rnn(self.embedding(tgt_in), state)  # (B, T, H)
+        return self.out(outputs), state, None  # (B, T, V)
+
+    def step(self, token, state, encoder_outputs=None, src_mask=None):
+        logits, state, weights = self.forward(token[:, None], state, encoder_outputs, src_mask)
+        return logits[:, 0], state, weights  # (B, V)
+
+
+@dataclass
+class Decoded:
+    """Greedy decoding output: token ids ``(B, L)`` (padded after ``<eos>``), and the
+    attention weights ``(B, L, S)`` when the decoder attends, else ``None``."""
+
+    tokens: torch.Tensor
+    attention: torch.Tensor | None
+
+
+class Seq2Seq(nn.Module):
+    """Encoder + decoder. ``forward`` is teacher-forced; ``greedy_decode`` feeds back argmaxes.
+
+    ``max_src_len`` is the longest source the model accepts (``None``: no limit); ``translate``
+    refuses longer inputs with a clear error.
+    """
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, max_src_len: int | None = None):
+        super().__init__()
+        self.encoder, self.decoder, self.max_src_len = encoder, decoder, max_src_len
+
+    def forward(self, src, src_lengths, tgt_in):
+        """Teacher-forced logits ``(B, T, V)`` for targets ``tgt_in (B, T)``."""
+        encoder_outputs, state = self.encoder(src, src_lengths)
+        src_mask = torch.arange(src.shape[1], device=src.device)[None] < src_lengths[:, None]
+        logits, _, _ = self.decoder(tgt_in, state, encoder_outputs, src_mask)
+        return logits
+
+    @torch.no_grad()
+    def greedy_decode(self, src, src_lengths, bos_id: int, eos_id: int, max_len: int) -> Decoded:
+        """Decode by always taking the most likely next token, for at most ``max_len`` tokens.
+
+        Stops early once every sequence has produced ``<eos>``; tokens after a sequence's
+        ``<eos>`` are set to ``<eos>`` too (``Vocab.decode`` stops at the first).
+        """
+        if max_len < 1:
+            raise ValueError(f"max_len must be at least 1, got {max_len}")
+        encoder_outputs, state = self.encoder(src, src_lengths)
+        src_mask = torch.arange(src.shape[1], device=src.device)[None] < src_lengths[:, None]
+        token = torch.full((src.shape[0],), bos_id, dtype=torch.long, device=src.device)
+        finished = torch.zeros_like(token, dtype=torch.bool)
+        tokens, weights = [], []
+        for _ in range(max_len):
+            logits, state, step_weights = self.decoder.step(token, state, encoder_outputs, src_mask)
+            token = logits.argmax(dim=-1)  # (B,)
+            token = torch.where(finished, torch.full_like(token, eos_id), token)
+            tokens.append(token)
+            if step_weights is not None:
+                weights.append(step_weights)
+            finished |= token == eos_id
+            if bool(finished.all()):
+                break
+        attention = torch.stack(weights, dim=1) if weights else None  # (B, L, S)
+        return Decoded(torch.stack(tokens, dim=1), attention)
+
+
+def build_bottleneck_model(
+    src_vocab_size: int,
+    tgt_vocab_size: int,
+    embed_dim: int = 32,
+    hidden_dim: int = 128,
+    cell: str = "gru",
+    max_src_len: int | None = None,
+) -> Seq2Seq:
+    """The lesson-01 model: a one-layer RNN encoder and a decoder fed only its final state."""
+    return Seq2Seq(
+        Encoder(src_vocab_size, embed_dim, hidden_dim, cell=cell),
+        BottleneckDecoder(tgt_vocab_size, embed_dim, hidden_dim, cell=cell),
+        max_src_len=max_src_len,
+    )
+
+
+def check_source(text: str, vocab: Vocab, max_src_len: int | None = None) -> list[int]:
+    """Ids of a learner's input, or a ValueError that says what is wrong with it."""
+    if not isinstance(text, str):
+        raise ValueError(f"expected a string, got {type(text).__name__}")
+    if len(text) == 0:
+        raise ValueError("the input is empty: type at least one symbol")
+    if max_src_len is not None and len(text) > max_src_len:
+        raise ValueError(
+            f"the input has {len(text)} symbols but this model accepts at most {max_src_len}"
+        )
+    return vocab.encode(text, strict=True)
+
+
+def translate(
+    model: Seq2Seq,
+    text: str,
+    src_vocab: Vocab,
+    tgt_vocab: Vocab,
+    max_len: int | None = None,
+) -> tuple[str, torch.Tensor | None]:
+    """Greedy output string for one source string, and its attention ``(L, S)`` if any.
+
+    ``max_len`` defaults to the source length + 10 output tokens.
+    """
+    ids = check_source(text, src_vocab, getattr(model, "max_src_len", None))
+    device = next(model.parameters()).device
+    src = torch.tensor([ids], device=device)
+    lengths = torch.tensor([len(ids)], device=device)
+    was_training = model.training
+    model.eval()
+    decoded = model.greedy_decode(
+        src, lengths, tgt_vocab.bos_id, tgt_vocab.eos_id, max_len or len(ids) + 10
+    )
+    model.train(was_training)
+    attention = None if decoded.attention is None else decoded.attention[0].cpu()
+    return tgt_vocab.to_text(decoded.tokens[0].tolist()), attention

@@ -1,0 +1,197 @@
+"""The interactive explorers. The logic lives in plain functions that tests call directly;
+each explorer wires them to ipywidgets controls and returns the widget box.
+
+Every explorer draws something sensible at every control value, including the extremes, and
+shows a learner's bad input as a message instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import html
+import random
+from collections.abc import Sequence
+
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+import torch
+from IPython.display import clear_output
+
+from .data import Vocab, task_target
+from .plots import plot_weights
+from .quizzes import Question
+from .seq2seq import Seq2Seq, translate
+
+# ----------------------------------------------------------------------------- lesson 00
+
+
+def temperature_softmax(scores: Sequence[float] | torch.Tensor, temperature: float) -> torch.Tensor:
+    """softmax(scores / temperature): low temperature sharpens, high temperature flattens."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    scores = torch.as_tensor(scores, dtype=torch.float64)
+    return torch.softmax(scores / temperature, dim=-1)
+
+
+def entropy(weights: torch.Tensor) -> float:
+    """Shannon entropy in nats of a distribution (0 for one-hot, log n for uniform)."""
+    w = weights.clamp_min(1e-300)
+    return float(-(weights * w.log()).sum())
+
+
+def softmax_explorer(
+    scores: Sequence[float] = (2.0, 1.0, 0.5, -1.0),
+    labels: Sequence[str] = ("the", "cat", "sat", "down"),
+) -> widgets.VBox:
+    """A temperature slider over softmax weights: the course's first widget."""
+    if len(scores) != len(labels):
+        raise ValueError(f"{len(scores)} scores but {len(labels)} labels")
+    slider = widgets.FloatLogSlider(
+        value=1.0,
+        base=10,
+        min=-2,
+        max=2,
+        step=0.05,
+        description="temperature",
+        continuous_update=True,
+        readout_format=".2f",
+    )
+    readout = widgets.HTML()
+    out = widgets.Output()
+
+    def update(_=None):
+        weights = temperature_softmax(scores, slider.value)
+        readout.value = (
+            f"temperature {slider.value:.2f}: largest weight <b>{float(weights.max()):.2f}</b>, "
+            f"entropy <b>{entropy(weights):.2f}</b> nats (uniform would be "
+            f"{torch.log(torch.tensor(float(len(scores)))):.2f})"
+        )
+        with out:
+            clear_output(wait=True)
+            plot_weights(weights, labels, title=f"softmax(scores / {slider.value:.2f})")
+            plt.show()
+
+    slider.observe(update, names="value")
+    update()
+    box = widgets.VBox([slider, readout, out])
+    box.slider, box.readout = slider, readout
+    return box
+
+
+# ----------------------------------------------------------------------------- lesson 01
+
+
+def highlight_errors(target: str, output: str) -> str:
+    """HTML of ``output`` beside ``target`` with wrong, missing and extra symbols marked."""
+    cells = []
+    for i in range(max(len(target), len(output))):
+        want = target[i] if i < len(target) else None
+        got = output[i] if i < len(output) else None
+        if got is None:
+            cells.append('<span style="background:#fce8e6;color:#a50e0e" title="missing">·</span>')
+        elif want is None:
+            cells.append(
+                f'<span style="background:#fce8e6;color:#a50e0e;text-decoration:line-through" '
+                f'title="extra">{html.escape(got)}</span>'
+            )
+        elif got == want:
+            cells.append(f'<span style="color:#137333">{html.escape(got)}</span>')
+        else:
+            cells.append(
+                f'<span style="background:#fce8e6;color:#a50e0e;font-weight:bold" '
+                f'title="expected {html.escape(want)}">{html.escape(got)}</span>'
+            )
+    return "".join(cells)
+
+
+def seq2seq_case(model: Seq2Seq, source: str, vocab: Vocab, task: str = "copy") -> dict:
+    """Run one source through ``model``: source, target, output, token accuracy, exact match."""
+    target = task_target(task, source)
+    output, _ = translate(model, source, vocab, vocab, max_len=len(source) + 10)
+    hits = sum(a == b for a, b in zip(output, target))
+    return {
+        "source": source,
+        "target": target,
+        "output": output,
+        "token_accuracy": hits / len(target),
+        "exact": output == target,
+    }
+
+
+def _case_html(case: dict) -> str:
+    mono = "font-family:monospace;font-size:15px;letter-spacing:1px"
+    verdict = "exact match" if case["exact"] else "wrong"
+    return (
+        f'<table style="{mono}">'
+        f"<tr><td>input&nbsp;</td><td>{html.escape(case['source'])}</td></tr>"
+        f"<tr><td>target&nbsp;</td><td>{html.escape(case['target'])}</td></tr>"
+        f"<tr><td>output&nbsp;</td><td>{highlight_errors(case['target'], case['output'])}</td></tr>"
+        f"</table><p>length {len(case['source'])}: {case['token_accuracy']:.0%} of the symbols "
+        f"right, {verdict}.</p>"
+    )
+
+
+def bottleneck_explorer(
+    model: Seq2Seq, vocab: Vocab, task: str = "copy", alphabet: str | None = None
+) -> widgets.VBox:
+    """Length and example sliders (or the learner's own input) -> input, target and output,
+    with the model's mistakes highlighted."""
+    symbols = alphabet or "".join(s for s in vocab.itos[4:] if len(s) == 1)
+    max_len = model.max_src_len or 40
+    length = widgets.IntSlider(value=10, min=1, max=max_len, description="length")
+    example = widgets.IntSlider(value=0, min=0, max=99, description="example")
+    own = widgets.Text(
+        value="", placeholder=f"or type your own ({symbols[:10]}...)", description="your input"
+    )
+    view = widgets.HTML()
+
+    def update(_=None):
+        if own.value.strip():
+            source = own.value.strip()
+        else:
+            rng = random.Random(f"{length.value}-{example.value}")
+            source = "".join(rng.choice(symbols) for _ in range(length.value))
+        try:
+            view.value = _case_html(seq2seq_case(model, source, vocab, task))
+        except ValueError as err:
+            view.value = f'<p style="color:#a50e0e">⚠️ {html.escape(str(err))}</p>'
+
+    for control in (length, example, own):
+        control.observe(update, names="value")
+    update()
+    box = widgets.VBox([widgets.HBox([length, example]), own, view])
+    box.length, box.example, box.own, box.view = length, example, own, view
+    return box
+
+
+# ----------------------------------------------------------------------------- quizzes
+
+
+def quiz(questions: Sequence[Question]) -> widgets.VBox:
+    """Multiple-choice questions, each with a Check button and feedback."""
+    rows = []
+    for number, question in enumerate(questions, start=1):
+        choice = widgets.RadioButtons(
+            options=[(text, i) for i, text in enumerate(question.options)],
+            value=None,
+            layout=widgets.Layout(width="auto"),
+        )
+        button = widgets.Button(description="Check", button_style="info")
+        feedback = widgets.HTML()
+
+        def check(_, question=question, choice=choice, feedback=feedback):
+            correct, text = question.grade(choice.value)
+            colour = "#137333" if correct else "#a50e0e"
+            feedback.value = f'<span style="color:{colour}">{html.escape(text)}</span>'
+
+        button.on_click(check)
+        rows.append(
+            widgets.VBox(
+                [
+                    widgets.HTML(f"<b>{number}. {html.escape(question.prompt)}</b>"),
+                    choice,
+                    button,
+                    feedback,
+                ]
+            )
+        )
+    return widgets.VBox(rows)

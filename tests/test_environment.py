@@ -1,0 +1,76 @@
+"""The set-up files agree with each other: one set of pins, one test command."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CONDA_NAMES = {"torch": "pytorch"}  # PyPI name -> conda-forge name, where they differ
+
+
+def pyproject_pins() -> dict[str, str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = project["dependencies"] + project["optional-dependencies"]["dev"]
+    pins = {}
+    for requirement in requirements:
+        match = re.fullmatch(r"([A-Za-z0-9_.-]+)==([0-9][0-9A-Za-z.]*)", requirement)
+        assert match, f"{requirement!r} in pyproject.toml is not an exact pin (name==version)"
+        name, version = match.groups()
+        pins[CONDA_NAMES.get(name.lower(), name.lower())] = version
+    return pins
+
+
+def environment_pins() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "environment.yml").read_text().splitlines():
+        match = re.fullmatch(r"\s*-\s+([A-Za-z0-9_.-]+)=([0-9][0-9A-Za-z.]*)\s*", line)
+        if match and match.group(1) != "python":
+            pins[match.group(1).lower()] = match.group(2)
+    return pins
+
+
+def test_torch_is_pinned_to_the_course_version():
+    assert pyproject_pins()["pytorch"] == "2.13.0"
+
+
+def test_environment_yml_pins_the_same_packages_and_versions_as_pyproject():
+    assert environment_pins() == pyproject_pins()
+
+
+def test_environment_yml_installs_the_course_package_and_uses_conda_forge():
+    text = (ROOT / "environment.yml").read_text()
+    assert "conda-forge" in text
+    assert re.search(r"^\s*-\s+-e \.\s*$", text, re.MULTILINE)
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in readme
+    commands = [
+        line.strip() for line in ci.splitlines() if line.strip() and not line.startswith("#")
+    ]
+    assert commands[-1] == "make test"
+
+
+def test_make_test_runs_lint_units_and_strict_nbval_on_every_notebook():
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^test: .*lint.*unit.*nbval", makefile, re.MULTILINE)
+    assert "--nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg" in makefile
+    assert "--nbval-lax" not in makefile
+    assert "$(STAMP): pyproject.toml" in makefile
+
+
+def test_readme_links_every_notebook():
+    readme = (ROOT / "README.md").read_text()
+    for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        assert f"notebooks/{notebook.name}" in readme, f"README does not link {notebook.name}"
+
+
+def test_no_registry_or_download_host_is_named_in_the_code():
+    pattern = re.compile(r"https?://|urlretrieve|requests\.get|torch\.hub|pypi\.org")
+    files = [*ROOT.glob("course_utils/*.py"), ROOT / "Makefile", ROOT / ".ci" / "run"]
+    offenders = [str(f.relative_to(ROOT)) for f in files if pattern.search(f.read_text())]
+    assert offenders == []
