@@ -91,8 +91,11 @@ class Vocab:
         return out
 
     def to_text(self, ids: Iterable[int]) -> str:
-        """``decode`` joined into a string (all course tasks are character level)."""
-        return "".join(self.decode(ids))
+        """``decode`` joined into a string (all course tasks are character level).
+
+        ``<unk>`` shows as one character, "�", so positions still line up with the target.
+        """
+        return "".join("\ufffd" if s == self.UNK else s for s in self.decode(ids))
 
 
 # ----------------------------------------------------------------------------- synthetic tasks
@@ -177,7 +180,8 @@ DATE_FORMAT_COUNT = len(_date_formats(_dt.date(2000, 1, 1)))
 def make_dates(n: int, seed: int = 0, start_year: int = 1950, end_year: int = 2049) -> list[Pair]:
     """``n`` distinct (human date, ISO ``YYYY-MM-DD``) pairs, formats drawn uniformly.
 
-    Slashes always mean month/day/year and dots day.month.year, so every source has one answer.
+    Slashes mean month/day/year (or year/month/day when the year comes first) and dots
+    day.month.year, so every source has exactly one answer.
     """
     if start_year > end_year:
         raise ValueError(f"start_year {start_year} is after end_year {end_year}")
@@ -205,14 +209,13 @@ def split_dataset(
         raise ValueError(f"fractions must be three non-negative numbers summing to 1: {fractions}")
     order = list(range(len(items)))
     random.Random(seed).shuffle(order)
-    n_train = round(fractions[0] * len(items))
-    n_val = round(fractions[1] * len(items))
+    # round the cumulative boundaries, so a zero fraction always gets an empty part
+    end_train = round(fractions[0] * len(items))
+    end_val = max(end_train, round((fractions[0] + fractions[1]) * len(items)))
+    if fractions[2] == 0:
+        end_val = len(items)
     pick = lambda idx: [items[i] for i in idx]
-    return (
-        pick(order[:n_train]),
-        pick(order[n_train : n_train + n_val]),
-        pick(order[n_train + n_val :]),
-    )
+    return pick(order[:end_train]), pick(order[end_train:end_val]), pick(order[end_val:])
 
 
 # ----------------------------------------------------------------------------- batching

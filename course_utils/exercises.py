@@ -174,11 +174,12 @@ def check_greedy_step(fn: Callable) -> CheckResult:
     """Checks ``fn(decoder, token (B,), state) -> (next_token (B,) long, new_state)``."""
 
     def body(fn):
-        torch.manual_seed(0)
-        decoder = BottleneckDecoder(vocab_size=7, embed_dim=4, hidden_dim=8).eval()
+        with torch.random.fork_rng():  # leave the learner's random state alone
+            torch.manual_seed(0)
+            decoder = BottleneckDecoder(vocab_size=7, embed_dim=4, hidden_dim=8).eval()
+            state = torch.randn(1, 5, 8)
         batch, vocab = 5, 7  # batch != vocab, so a wrong axis shows up in the shape
         token = torch.tensor([1, 2, 3, 4, 5])
-        state = torch.randn(1, batch, 8)
         with torch.no_grad():
             expected_token, expected_state = reference_greedy_step(decoder, token, state.clone())
             result = fn(decoder, token.clone(), state.clone())

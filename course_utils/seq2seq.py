@@ -224,9 +224,15 @@ def translate(
     lengths = torch.tensor([len(ids)], device=device)
     was_training = model.training
     model.eval()
-    decoded = model.greedy_decode(
-        src, lengths, tgt_vocab.bos_id, tgt_vocab.eos_id, max_len or len(ids) + 10
-    )
-    model.train(was_training)
+    try:
+        decoded = model.greedy_decode(
+            src,
+            lengths,
+            tgt_vocab.bos_id,
+            tgt_vocab.eos_id,
+            max_len if max_len is not None else len(ids) + 10,
+        )
+    finally:
+        model.train(was_training)
     attention = None if decoded.attention is None else decoded.attention[0].cpu()
     return tgt_vocab.to_text(decoded.tokens[0].tolist()), attention

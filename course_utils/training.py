@@ -113,7 +113,9 @@ def fit(
     bar = tqdm(total=total, desc=desc, disable=not progress, leave=False)
     step = 0
     while step < total:
+        batches_this_pass = 0
         for batch in loader:
+            batches_this_pass += 1
             batch = to_device(batch, device)
             loss = loss_fn(model, batch)
             if not torch.isfinite(loss):
@@ -126,13 +128,14 @@ def fit(
             loss.backward()
             if clip_norm is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+            used_lr = optimizer.param_groups[0]["lr"]
             optimizer.step()
             if lr_scheduler is not None:
                 lr_scheduler.step()
             step += 1
             history.step.append(step)
             history.loss.append(loss.item())
-            history.lr.append(optimizer.param_groups[0]["lr"])
+            history.lr.append(used_lr)
             bar.update(1)
             if step % 25 == 0:
                 bar.set_postfix(loss=f"{history.smoothed_loss(25)[-1]:.3f}")
@@ -140,6 +143,11 @@ def fit(
                 run_eval(step)
             if step >= total:
                 break
+        if batches_this_pass == 0:
+            bar.close()
+            raise ValueError(
+                "the loader is empty: it yielded no batch, so there is nothing to train on"
+            )
     bar.close()
     if eval_fn is not None:
         run_eval(step)
@@ -162,7 +170,7 @@ def predict(
 ) -> list[str]:
     """Greedy outputs of a seq2seq model for many sources, as strings.
 
-    ``max_len`` defaults to the longest source in each batch + 10 tokens.
+    ``max_len`` defaults to each source's length + 10 tokens (as in ``translate``).
     """
     device = next(model.parameters()).device
     was_training = model.training
@@ -171,11 +179,13 @@ def predict(
     for start in range(0, len(sources), batch_size):
         chunk = [(s, "") for s in sources[start : start + batch_size]]
         batch = collate_pairs(chunk, src_vocab, tgt_vocab).to(device)
-        limit = max_len or int(batch.src_lengths.max()) + 10
+        limit = max_len if max_len is not None else int(batch.src_lengths.max()) + 10
         decoded = model.greedy_decode(
             batch.src, batch.src_lengths, tgt_vocab.bos_id, tgt_vocab.eos_id, limit
         )
-        outputs.extend(tgt_vocab.to_text(row) for row in decoded.tokens.tolist())
+        for row, length in zip(decoded.tokens.tolist(), batch.src_lengths.tolist()):
+            own_limit = max_len if max_len is not None else length + 10
+            outputs.append(tgt_vocab.to_text(row[:own_limit]))
     model.train(was_training)
     return outputs
 

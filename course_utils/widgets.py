@@ -34,8 +34,7 @@ def temperature_softmax(scores: Sequence[float] | torch.Tensor, temperature: flo
 
 def entropy(weights: torch.Tensor) -> float:
     """Shannon entropy in nats of a distribution (0 for one-hot, log n for uniform)."""
-    w = weights.clamp_min(1e-300)
-    return float(-(weights * w.log()).sum())
+    return float(-torch.special.xlogy(weights, weights).sum())  # xlogy(0, 0) = 0
 
 
 def softmax_explorer(
@@ -54,6 +53,7 @@ def softmax_explorer(
         description="temperature",
         continuous_update=True,
         readout_format=".2f",
+        style={"description_width": "initial"},
     )
     readout = widgets.HTML()
     out = widgets.Output()
@@ -119,7 +119,7 @@ def seq2seq_case(model: Seq2Seq, source: str, vocab: Vocab, task: str = "copy") 
 
 def _case_html(case: dict) -> str:
     mono = "font-family:monospace;font-size:15px;letter-spacing:1px"
-    verdict = "exact match" if case["exact"] else "wrong"
+    verdict = "an exact match" if case["exact"] else "not an exact match"
     return (
         f'<table style="{mono}">'
         f"<tr><td>input&nbsp;</td><td>{html.escape(case['source'])}</td></tr>"
@@ -140,7 +140,10 @@ def bottleneck_explorer(
     length = widgets.IntSlider(value=10, min=1, max=max_len, description="length")
     example = widgets.IntSlider(value=0, min=0, max=99, description="example")
     own = widgets.Text(
-        value="", placeholder=f"or type your own ({symbols[:10]}...)", description="your input"
+        value="",
+        placeholder=f"or type your own ({symbols[:10]}...); clear it to use the sliders",
+        description="your input",
+        layout=widgets.Layout(width="480px"),
     )
     view = widgets.HTML()
 

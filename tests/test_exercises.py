@@ -1,0 +1,290 @@
+"""exercises: each checker accepts the reference solution and explains typical mistakes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from course_utils.exercises import (
+    FAILED,
+    NOT_ATTEMPTED,
+    PASSED,
+    SOLUTIONS,
+    CheckResult,
+    check_greedy_step,
+    check_pad_batch,
+    check_softmax,
+    reference_greedy_step,
+    reference_pad_batch,
+    reference_softmax,
+    show_solution,
+)
+
+CHECKERS = {
+    "softmax": check_softmax,
+    "pad_batch": check_pad_batch,
+    "greedy_step": check_greedy_step,
+}
+
+
+def _stub(*args, **kwargs):
+    raise NotImplementedError
+
+
+def _assert_rejected(result: CheckResult, word: str) -> None:
+    assert result.status == FAILED, result
+    assert not result.passed
+    assert word in result.message, result.message
+
+
+# ----------------------------------------------------------------------------- common behaviour
+
+
+@pytest.mark.parametrize("name", sorted(CHECKERS))
+def test_checker_accepts_the_reference_solution(name):
+    result = CHECKERS[name](SOLUTIONS[name])
+    assert result.status == PASSED, result.message
+    assert result.passed
+    assert result.exercise == name
+
+
+@pytest.mark.parametrize("name", sorted(CHECKERS))
+def test_a_stub_is_not_attempted_rather_than_a_crash(name):
+    result = CHECKERS[name](_stub)
+    assert result.status == NOT_ATTEMPTED
+    assert not result.passed
+    assert "not attempted yet" in result.message
+
+
+@pytest.mark.parametrize("name", sorted(CHECKERS))
+def test_a_crashing_function_is_reported_with_its_error(name):
+    def crashes(*args):
+        return 1 / 0
+
+    result = CHECKERS[name](crashes)
+    _assert_rejected(result, "raised ZeroDivisionError")
+
+
+@pytest.mark.parametrize("name", sorted(CHECKERS))
+def test_a_non_callable_fails_with_a_clear_message(name):
+    result = CHECKERS[name](42)
+    _assert_rejected(result, "expected a function, got int")
+
+
+def test_solutions_cover_exactly_the_checked_exercises():
+    assert set(SOLUTIONS) == set(CHECKERS)
+
+
+# ----------------------------------------------------------------------------- softmax
+
+
+def _softmax_wrong_dim(x):
+    return torch.softmax(x, dim=0)
+
+
+def _softmax_no_max_subtraction(x):
+    return x.exp() / x.exp().sum(dim=-1, keepdim=True)
+
+
+def _softmax_not_normalised(x):
+    return (x - x.max(dim=-1, keepdim=True).values).exp()
+
+
+def _softmax_without_exp(x):
+    return x / x.sum(dim=-1, keepdim=True)
+
+
+def _log_softmax(x):
+    return torch.log_softmax(x, dim=-1)
+
+
+def _normalised_but_not_exp(x):
+    shifted = x - x.min(dim=-1, keepdim=True).values
+    return shifted / shifted.sum(dim=-1, keepdim=True)
+
+
+def _softmax_clamped(x):
+    return torch.softmax(x.clamp(max=100.0), dim=-1)
+
+
+@pytest.mark.parametrize(
+    ("wrong", "word"),
+    [
+        (_softmax_wrong_dim, "dim=-1"),
+        (_softmax_no_max_subtraction, "overflows"),
+        (_softmax_not_normalised, "do not sum to 1"),
+        (_softmax_without_exp, "forget the exp"),
+        (_log_softmax, "forget the exp"),
+        (_normalised_but_not_exp, "not exp(x) / sum(exp(x))"),
+        (_softmax_clamped, "large scores give wrong weights"),
+        (lambda x: torch.softmax(x, -1).numpy(), "should be a torch.Tensor"),
+        (lambda x: torch.softmax(x, -1)[0], "shape"),
+    ],
+    ids=lambda v: getattr(v, "__name__", None),
+)
+def test_check_softmax_rejects_typical_mistakes(wrong, word):
+    _assert_rejected(check_softmax(wrong), word)
+
+
+def test_check_softmax_accepts_torch_softmax():
+    assert check_softmax(lambda x: torch.softmax(x, dim=-1)).passed
+
+
+def test_reference_softmax_matches_torch_and_is_stable():
+    scores = torch.tensor([[1.0, 2.0, 3.0], [1000.0, 1001.0, -1000.0]])
+    torch.testing.assert_close(reference_softmax(scores), torch.softmax(scores, dim=-1))
+
+
+# ----------------------------------------------------------------------------- pad_batch
+
+
+def _pad_left(seqs, pad_id):
+    width = max(len(s) for s in seqs)
+    padded = torch.tensor([[pad_id] * (width - len(s)) + s for s in seqs])
+    return padded, torch.tensor([len(s) for s in seqs])
+
+
+def _pad_with_zero(seqs, pad_id):
+    return reference_pad_batch(seqs, 0)
+
+
+def _lengths_after_padding(seqs, pad_id):
+    padded, _ = reference_pad_batch(seqs, pad_id)
+    return padded, torch.tensor([padded.shape[1]] * len(seqs))
+
+
+def _float_padding(seqs, pad_id):
+    padded, lengths = reference_pad_batch(seqs, pad_id)
+    return padded.float(), lengths
+
+
+def _scrambled(seqs, pad_id):
+    padded, lengths = reference_pad_batch([s[::-1] for s in seqs], pad_id)
+    return padded, lengths
+
+
+@pytest.mark.parametrize(
+    ("wrong", "word"),
+    [
+        (_pad_left, "left"),
+        (_pad_with_zero, "the padding is 0"),
+        (_lengths_after_padding, "before padding"),
+        (_float_padding, "torch.long"),
+        (_scrambled, "expected [[5, 6, 7], [8, 3, 3], [9, 10, 3]]"),
+        (lambda seqs, pad_id: list(reference_pad_batch(seqs, pad_id)), "return a pair"),
+        (lambda seqs, pad_id: reference_pad_batch(seqs, pad_id)[0], "return a pair"),
+    ],
+    ids=lambda v: getattr(v, "__name__", None),
+)
+def test_check_pad_batch_rejects_typical_mistakes(wrong, word):
+    _assert_rejected(check_pad_batch(wrong), word)
+
+
+def test_check_pad_batch_rejects_a_transposed_batch():
+    def transposed(seqs, pad_id):
+        padded, lengths = reference_pad_batch(seqs, pad_id)
+        return padded.T, lengths
+
+    # (3, 3) stays (3, 3) when transposed: the content check must catch it
+    _assert_rejected(check_pad_batch(transposed), "expected")
+
+
+# ----------------------------------------------------------------------------- greedy_step
+
+
+def _return_logits(decoder, token, state):
+    logits, state, _ = decoder.step(token, state)
+    return logits, state
+
+
+def _argmax_over_batch(decoder, token, state):
+    logits, state, _ = decoder.step(token, state)
+    return logits.argmax(dim=0), state
+
+
+def _return_old_state(decoder, token, state):
+    logits, _, _ = decoder.step(token, state)
+    return logits.argmax(dim=-1), state
+
+
+def _sample(decoder, token, state):
+    logits, state, _ = decoder.step(token, state)
+    return torch.multinomial(torch.softmax(logits, dim=-1), 1)[:, 0], state
+
+
+def _argmin(decoder, token, state):
+    logits, state, _ = decoder.step(token, state)
+    return logits.argmin(dim=-1), state
+
+
+def _float_token(decoder, token, state):
+    next_token, state = reference_greedy_step(decoder, token, state)
+    return next_token.float(), state
+
+
+def _shifted_state(decoder, token, state):
+    next_token, state = reference_greedy_step(decoder, token, state)
+    return next_token, state + 0.5
+
+
+@pytest.mark.parametrize(
+    ("wrong", "word"),
+    [
+        (_return_logits, "you returned the logits"),
+        (_argmax_over_batch, "dim=0"),
+        (_return_old_state, "old state"),
+        (_sample, "no sampling"),
+        (_argmin, "no sampling"),
+        (_float_token, "torch.long"),
+        (_shifted_state, "differs from the decoder's"),
+        (lambda decoder, token, state: reference_greedy_step(decoder, token, state)[0], "pair"),
+    ],
+    ids=lambda v: getattr(v, "__name__", None),
+)
+def test_check_greedy_step_rejects_typical_mistakes(wrong, word):
+    _assert_rejected(check_greedy_step(wrong), word)
+
+
+# ----------------------------------------------------------------------------- solutions, results
+
+
+@pytest.mark.parametrize("name", sorted(SOLUTIONS))
+def test_show_solution_prints_the_reference_source(name, capsys):
+    show_solution(name)
+    out = capsys.readouterr().out
+    assert f"def {SOLUTIONS[name].__name__}(" in out
+    assert "return" in out
+
+
+def test_show_solution_rejects_an_unknown_exercise():
+    with pytest.raises(ValueError, match="no exercise called 'attention'"):
+        show_solution("attention")
+
+
+@pytest.mark.parametrize(
+    ("status", "icon"), [(PASSED, "✅"), (FAILED, "❌"), (NOT_ATTEMPTED, "⏳")]
+)
+def test_check_result_repr_and_html_show_icon_exercise_and_message(status, icon):
+    result = CheckResult("softmax", status, "a message for the learner")
+    for shown in (repr(result), result._repr_html_()):
+        assert icon in shown
+        assert "softmax" in shown
+        assert "a message for the learner" in shown
+    assert result._repr_html_().startswith("<div")
+    assert result.passed == (status == PASSED)
+
+
+def test_check_results_of_different_statuses_have_different_colours():
+    colours = {
+        CheckResult("x", status, "m")._repr_html_().split(";")[0]
+        for status in (PASSED, FAILED, NOT_ATTEMPTED)
+    }
+    assert len(colours) == 3
+
+
+def test_reference_pad_batch_right_pads():
+    padded, lengths = reference_pad_batch([[5, 6], [7]], pad_id=9)
+    assert padded.tolist() == [[5, 6], [7, 9]]
+    assert lengths.tolist() == [2, 1]
+    assert np.issubdtype(padded.numpy().dtype, np.integer)
