@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from .attention import LUONG_SCORES, AdditiveAttention, LuongAttention
 from .data import Vocab
 
 _CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
@@ -114,6 +115,10 @@ class BottleneckDecoder(nn.Module):
         )
         self.out = nn.Linear(hidden_dim, vocab_size)
 
+    def init_state(self, encoder_state):
+        """The decoder starts from the encoder's final state as it is: the context vector."""
+        return encoder_state
+
     def forward(self, tgt_in, state, encoder_outputs=None, src_mask=None):
         outputs, state = self.rnn(self.embedding(tgt_in), state)  # (B, T, H)
         return self.out(outputs), state, None  # (B, T, V)
@@ -121,6 +126,95 @@ class BottleneckDecoder(nn.Module):
     def step(self, token, state, encoder_outputs=None, src_mask=None):
         logits, state, weights = self.forward(token[:, None], state, encoder_outputs, src_mask)
         return logits[:, 0], state, weights  # (B, V)
+
+
+def make_attention(kind: str, query_dim: int, key_dim: int, hidden_dim: int) -> nn.Module:
+    """``"additive"`` (Bahdanau) or a Luong score ``"dot"``, ``"general"``, ``"concat"``."""
+    if kind == "additive":
+        return AdditiveAttention(query_dim, key_dim, hidden_dim)
+    if kind in LUONG_SCORES:
+        return LuongAttention(query_dim, key_dim, score=kind, hidden_dim=hidden_dim)
+    raise ValueError(f"attention must be 'additive' or one of {LUONG_SCORES}, got {kind!r}")
+
+
+class AttentionDecoder(nn.Module):
+    """A decoder that attends over every encoder state at every step.
+
+    ``feed_context=True`` is Bahdanau et al.'s decoder: the previous state s_{t-1} is the
+    query, and the context c_t joins the input of the RNN, so steps run one after another.
+    ``feed_context=False`` is Luong et al.'s global attention without input feeding: the RNN
+    runs over the whole target first, then each new state s_t queries the encoder, so a
+    teacher-forced batch needs no Python loop. Either way the output layer sees [s_t; c_t].
+
+    ``attention`` is ``"additive"``, ``"dot"``, ``"general"``, ``"concat"`` or a module with
+    the ``forward(query, keys, values, mask) -> (context, weights)`` interface.
+    ``forward`` returns logits ``(B, T, V)``, the state and the weights ``(B, T, S)``;
+    ``step`` returns logits ``(B, V)``, the state and the weights ``(B, S)``.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        encoder_dim: int,
+        embed_dim: int = 32,
+        hidden_dim: int = 128,
+        attention: str | nn.Module = "additive",
+        attention_dim: int | None = None,
+        cell: str = "gru",
+        feed_context: bool = True,
+        pad_id: int = 0,
+    ):
+        super().__init__()
+        self.feed_context, self.cell = feed_context, cell
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
+        self.bridge = nn.Linear(encoder_dim, hidden_dim)  # encoder final state -> s_0
+        rnn_input = embed_dim + (encoder_dim if feed_context else 0)
+        self.rnn = _make_rnn(cell, rnn_input, hidden_dim, 1)
+        self.attention = (
+            make_attention(attention, hidden_dim, encoder_dim, attention_dim or hidden_dim)
+            if isinstance(attention, str)
+            else attention
+        )
+        self.out = nn.Linear(hidden_dim + encoder_dim, vocab_size)
+
+    def init_state(self, encoder_state):
+        """s_0 = tanh(W h_final): map the encoder's last layer to the decoder's size."""
+        if isinstance(encoder_state, tuple):
+            return tuple(torch.tanh(self.bridge(s[-1:])) for s in encoder_state)
+        return torch.tanh(self.bridge(encoder_state[-1:]))  # (1, B, H)
+
+    @staticmethod
+    def _top(state):
+        return (state[0] if isinstance(state, tuple) else state)[-1]  # (B, H)
+
+    def step(self, token, state, encoder_outputs, src_mask=None):
+        embedded = self.embedding(token)  # (B, E)
+        if self.feed_context:
+            context, weights = self.attention(
+                self._top(state), encoder_outputs, encoder_outputs, src_mask
+            )  # (B, D_enc), (B, S)
+            output, state = self.rnn(torch.cat([embedded, context], -1)[:, None], state)
+        else:
+            output, state = self.rnn(embedded[:, None], state)  # (B, 1, H)
+            context, weights = self.attention(
+                output[:, 0], encoder_outputs, encoder_outputs, src_mask
+            )
+        logits = self.out(torch.cat([output[:, 0], context], dim=-1))  # (B, V)
+        return logits, state, weights
+
+    def forward(self, tgt_in, state, encoder_outputs, src_mask=None):
+        if self.feed_context:  # each step needs the previous state: loop over time
+            logits, weights = [], []
+            for t in range(tgt_in.shape[1]):
+                step_logits, state, step_weights = self.step(
+                    tgt_in[:, t], state, encoder_outputs, src_mask
+                )
+                logits.append(step_logits)
+                weights.append(step_weights)
+            return torch.stack(logits, 1), state, torch.stack(weights, 1)
+        outputs, state = self.rnn(self.embedding(tgt_in), state)  # (B, T, H)
+        context, weights = self.attention(outputs, encoder_outputs, encoder_outputs, src_mask)
+        return self.out(torch.cat([outputs, context], dim=-1)), state, weights  # (B, T, V)
 
 
 @dataclass
@@ -142,12 +236,18 @@ class Seq2Seq(nn.Module):
     def __init__(self, encoder: nn.Module, decoder: nn.Module, max_src_len: int | None = None):
         super().__init__()
         self.encoder, self.decoder, self.max_src_len = encoder, decoder, max_src_len
+        self.last_attention: torch.Tensor | None = None  # (B, T, S) from the last forward
+
+    def _init_decoder_state(self, encoder_state):
+        init = getattr(self.decoder, "init_state", None)  # decoders without one start as-is
+        return encoder_state if init is None else init(encoder_state)
 
     def forward(self, src, src_lengths, tgt_in):
         """Teacher-forced logits ``(B, T, V)`` for targets ``tgt_in (B, T)``."""
         encoder_outputs, state = self.encoder(src, src_lengths)
         src_mask = torch.arange(src.shape[1], device=src.device)[None] < src_lengths[:, None]
-        logits, _, _ = self.decoder(tgt_in, state, encoder_outputs, src_mask)
+        state = self._init_decoder_state(state)
+        logits, _, self.last_attention = self.decoder(tgt_in, state, encoder_outputs, src_mask)
         return logits
 
     @torch.no_grad()
@@ -161,6 +261,7 @@ class Seq2Seq(nn.Module):
             raise ValueError(f"max_len must be at least 1, got {max_len}")
         encoder_outputs, state = self.encoder(src, src_lengths)
         src_mask = torch.arange(src.shape[1], device=src.device)[None] < src_lengths[:, None]
+        state = self._init_decoder_state(state)
         token = torch.full((src.shape[0],), bos_id, dtype=torch.long, device=src.device)
         finished = torch.zeros_like(token, dtype=torch.bool)
         tokens, weights = [], []
@@ -192,6 +293,33 @@ def build_bottleneck_model(
         BottleneckDecoder(tgt_vocab_size, embed_dim, hidden_dim, cell=cell),
         max_src_len=max_src_len,
     )
+
+
+def build_attention_model(
+    src_vocab_size: int,
+    tgt_vocab_size: int,
+    embed_dim: int = 32,
+    hidden_dim: int = 128,
+    attention: str | nn.Module = "additive",
+    attention_dim: int | None = None,
+    bidirectional: bool = True,
+    feed_context: bool = True,
+    cell: str = "gru",
+    max_src_len: int | None = None,
+) -> Seq2Seq:
+    """The lesson-02 model: a (bidirectional) RNN encoder and an attention decoder."""
+    encoder = Encoder(src_vocab_size, embed_dim, hidden_dim, cell=cell, bidirectional=bidirectional)
+    decoder = AttentionDecoder(
+        tgt_vocab_size,
+        encoder.output_dim,
+        embed_dim,
+        hidden_dim,
+        attention=attention,
+        attention_dim=attention_dim,
+        cell=cell,
+        feed_context=feed_context,
+    )
+    return Seq2Seq(encoder, decoder, max_src_len=max_src_len)
 
 
 def check_source(text: str, vocab: Vocab, max_src_len: int | None = None) -> list[int]:

@@ -1,0 +1,54 @@
+"""Exercise checkers and quizzes: run a learner's function on cases with known answers and
+explain mistakes in words.
+
+Each ``check_<name>(fn)`` returns a :class:`CheckResult`. A stub that still raises
+``NotImplementedError`` is "not attempted yet", never a crash, so a notebook runs top to
+bottom. ``show_solution(name)`` prints the reference solution. One module per lesson.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+
+from . import lesson00, lesson01
+from ._core import FAILED, NOT_ATTEMPTED, PASSED, CheckResult, Question
+from .lesson00 import check_softmax, reference_softmax
+from .lesson01 import (
+    check_greedy_step,
+    check_pad_batch,
+    reference_greedy_step,
+    reference_pad_batch,
+)
+
+_LESSONS = {"00": lesson00, "01": lesson01}
+
+SOLUTIONS: dict[str, Callable] = {
+    name: fn for module in _LESSONS.values() for name, fn in module.SOLUTIONS.items()
+}
+QUIZZES: dict[str, list[Question]] = {number: module.QUIZ for number, module in _LESSONS.items()}
+
+
+def show_solution(name: str) -> None:
+    """Print the reference solution of exercise ``name``."""
+    if name not in SOLUTIONS:
+        raise ValueError(f"no exercise called {name!r}; there are {sorted(SOLUTIONS)}")
+    print(inspect.getsource(SOLUTIONS[name]))
+
+
+__all__ = [
+    "FAILED",
+    "NOT_ATTEMPTED",
+    "PASSED",
+    "QUIZZES",
+    "SOLUTIONS",
+    "CheckResult",
+    "Question",
+    "check_greedy_step",
+    "check_pad_batch",
+    "check_softmax",
+    "reference_greedy_step",
+    "reference_pad_batch",
+    "reference_softmax",
+    "show_solution",
+]

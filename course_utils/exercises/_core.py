@@ -1,0 +1,94 @@
+"""The machinery every exercise shares: verdicts, running a learner's function safely,
+and multiple-choice quiz questions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+PASSED, FAILED, NOT_ATTEMPTED = "passed", "failed", "not attempted"
+_ICONS = {PASSED: "✅", FAILED: "❌", NOT_ATTEMPTED: "⏳"}
+_COLOURS = {PASSED: "#e6f4ea", FAILED: "#fce8e6", NOT_ATTEMPTED: "#fef7e0"}
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The verdict on one exercise, shown as a coloured line in a notebook."""
+
+    exercise: str
+    status: str
+    message: str
+
+    @property
+    def passed(self) -> bool:
+        return self.status == PASSED
+
+    def __repr__(self) -> str:
+        return f"{_ICONS[self.status]} {self.exercise}: {self.message}"
+
+    def _repr_html_(self) -> str:
+        return (
+            f'<div style="background:{_COLOURS[self.status]};padding:6px 10px;'
+            f'border-radius:4px;color:#202124">{_ICONS[self.status]} <b>{self.exercise}</b>: '
+            f"{self.message}</div>"
+        )
+
+
+class Mistake(Exception):
+    """Raised inside a checker to report a specific mistake."""
+
+
+def run_check(exercise: str, fn: Callable, body: Callable[[Callable], str]) -> CheckResult:
+    """Call ``body(fn)``; turn NotImplementedError, mistakes and crashes into verdicts."""
+    if not callable(fn):
+        return CheckResult(exercise, FAILED, f"expected a function, got {type(fn).__name__}")
+    try:
+        praise = body(fn)
+    except NotImplementedError:
+        return CheckResult(
+            exercise,
+            NOT_ATTEMPTED,
+            "not attempted yet: replace `raise NotImplementedError` with your code, "
+            "then run this cell again.",
+        )
+    except Mistake as mistake:
+        return CheckResult(exercise, FAILED, str(mistake))
+    except Exception as err:  # the learner's code crashed: say where, not a traceback wall
+        return CheckResult(exercise, FAILED, f"your function raised {type(err).__name__}: {err}")
+    return CheckResult(exercise, PASSED, praise)
+
+
+def expect_tensor(value, name: str, shape: tuple[int, ...]) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise Mistake(f"{name} should be a torch.Tensor, got {type(value).__name__}")
+    if tuple(value.shape) != shape:
+        raise Mistake(f"{name} has shape {tuple(value.shape)}, expected {shape}")
+    return value
+
+
+@dataclass(frozen=True)
+class Question:
+    """A multiple-choice question; ``answer`` indexes ``options``; ``why`` is shown after."""
+
+    prompt: str
+    options: tuple[str, ...]
+    answer: int
+    why: str
+
+    def __post_init__(self):
+        if len(self.options) < 2:
+            raise ValueError(f"a question needs at least two options: {self.prompt!r}")
+        if not 0 <= self.answer < len(self.options):
+            raise ValueError(f"answer {self.answer} is not an option index: {self.prompt!r}")
+
+    def grade(self, choice: int | None) -> tuple[bool, str]:
+        """(correct?, feedback) for the option index a learner picked."""
+        if choice is None:
+            return False, "Pick an option first."
+        if not 0 <= choice < len(self.options):
+            raise ValueError(f"choice {choice} is not an option index (0..{len(self.options) - 1})")
+        if choice == self.answer:
+            return True, f"Correct. {self.why}"
+        return False, f"Not quite. {self.why}"

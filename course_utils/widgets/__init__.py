@@ -1,0 +1,20 @@
+"""The interactive explorers, one module per idea. The logic lives in plain functions that
+tests call directly; each explorer wires them to ipywidgets controls and returns the box.
+
+Every explorer draws something sensible at every control value, including the extremes, and
+shows a learner's bad input as a message instead of a traceback.
+"""
+
+from .quiz import quiz
+from .seq2seq import bottleneck_explorer, highlight_errors, seq2seq_case
+from .softmax import entropy, softmax_explorer, temperature_softmax
+
+__all__ = [
+    "bottleneck_explorer",
+    "entropy",
+    "highlight_errors",
+    "quiz",
+    "seq2seq_case",
+    "softmax_explorer",
+    "temperature_softmax",
+]
