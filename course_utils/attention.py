@@ -230,7 +230,8 @@ class LocalAttention(LuongAttention):
     - ``mode="predictive"`` (local-p): p_t = S · sigmoid(v_pᵀ tanh(W_p q)) is learned, and the
       scores get a Gaussian bonus -(s - p_t)² / (2σ²) with σ = window / 2.
 
-    Keys outside ``|s - p_t| <= window`` are masked. Unlike the paper, local-p weights are
+    Keys outside ``|s - round(p_t)| <= window`` are masked (for local-p, ``round(p_t)`` is
+    clipped to the last source position). Unlike the paper, local-p weights are
     renormalised, so every row sums to 1 like the global ones. ``forward`` takes an extra
     ``positions`` (an int, ``(B,)`` or ``(B, L_q)``); ``self.last_centres`` keeps p_t.
     """
@@ -281,7 +282,13 @@ class LocalAttention(LuongAttention):
         self.last_centres = centres.detach()
         source = torch.arange(keys.shape[1], device=keys.device, dtype=q.dtype)  # (L_k,)
         distance = source[None, None, :] - centres[:, :, None]  # (B, L_q, L_k)
-        in_window = distance.abs() <= self.window
+        # the window is centred on the nearest position (for local-p, a real source position),
+        # so even window=0 keeps one key
+        centre_index = centres.round()
+        if self.mode == "predictive":
+            last = (lengths - 1).clamp_min(0).to(q.dtype)[:, None]  # (B, 1)
+            centre_index = torch.minimum(centre_index, last)
+        in_window = (source[None, None, :] - centre_index[:, :, None]).abs() <= self.window
         scores = self.score(q, keys)
         if self.mode == "predictive":
             sigma = max(self.window / 2, 0.5)
