@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .attention import LUONG_SCORES, AdditiveAttention, LuongAttention
+from .attention import LUONG_SCORES, AdditiveAttention, LocalAttention, LuongAttention
 from .data import Vocab
 
 _CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
@@ -123,7 +123,7 @@ class BottleneckDecoder(nn.Module):
         outputs, state = self.rnn(self.embedding(tgt_in), state)  # (B, T, H)
         return self.out(outputs), state, None  # (B, T, V)
 
-    def step(self, token, state, encoder_outputs=None, src_mask=None):
+    def step(self, token, state, encoder_outputs=None, src_mask=None, position=None):
         logits, state, weights = self.forward(token[:, None], state, encoder_outputs, src_mask)
         return logits[:, 0], state, weights  # (B, V)
 
@@ -187,27 +187,32 @@ class AttentionDecoder(nn.Module):
     def _top(state):
         return (state[0] if isinstance(state, tuple) else state)[-1]  # (B, H)
 
-    def step(self, token, state, encoder_outputs, src_mask=None):
+    def _attend(self, query, encoder_outputs, src_mask, position=None):
+        if position is not None and isinstance(self.attention, LocalAttention):
+            # local-m needs the output step t as its centre p_t
+            return self.attention(
+                query, encoder_outputs, encoder_outputs, src_mask, positions=position
+            )
+        return self.attention(query, encoder_outputs, encoder_outputs, src_mask)
+
+    def step(self, token, state, encoder_outputs, src_mask=None, position=None):
+        """One output step; ``position`` is the step's index t (local attention centres on it)."""
         embedded = self.embedding(token)  # (B, E)
         if self.feed_context:
-            context, weights = self.attention(
-                self._top(state), encoder_outputs, encoder_outputs, src_mask
-            )  # (B, D_enc), (B, S)
+            context, weights = self._attend(self._top(state), encoder_outputs, src_mask, position)
             output, state = self.rnn(torch.cat([embedded, context], -1)[:, None], state)
         else:
             output, state = self.rnn(embedded[:, None], state)  # (B, 1, H)
-            context, weights = self.attention(
-                output[:, 0], encoder_outputs, encoder_outputs, src_mask
-            )
+            context, weights = self._attend(output[:, 0], encoder_outputs, src_mask, position)
         logits = self.out(torch.cat([output[:, 0], context], dim=-1))  # (B, V)
-        return logits, state, weights
+        return logits, state, weights  # (B, V), state, (B, S)
 
     def forward(self, tgt_in, state, encoder_outputs, src_mask=None):
         if self.feed_context:  # each step needs the previous state: loop over time
             logits, weights = [], []
             for t in range(tgt_in.shape[1]):
                 step_logits, state, step_weights = self.step(
-                    tgt_in[:, t], state, encoder_outputs, src_mask
+                    tgt_in[:, t], state, encoder_outputs, src_mask, position=t
                 )
                 logits.append(step_logits)
                 weights.append(step_weights)
@@ -265,8 +270,10 @@ class Seq2Seq(nn.Module):
         token = torch.full((src.shape[0],), bos_id, dtype=torch.long, device=src.device)
         finished = torch.zeros_like(token, dtype=torch.bool)
         tokens, weights = [], []
-        for _ in range(max_len):
-            logits, state, step_weights = self.decoder.step(token, state, encoder_outputs, src_mask)
+        for t in range(max_len):
+            logits, state, step_weights = self.decoder.step(
+                token, state, encoder_outputs, src_mask, position=t
+            )
             token = logits.argmax(dim=-1)  # (B,)
             token = torch.where(finished, torch.full_like(token, eos_id), token)
             tokens.append(token)

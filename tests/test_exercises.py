@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from course_utils.exercises import (
+    _LESSONS,
     FAILED,
     NOT_ATTEMPTED,
     PASSED,
@@ -72,8 +73,19 @@ def test_a_non_callable_fails_with_a_clear_message(name):
     _assert_rejected(result, "expected a function, got int")
 
 
-def test_solutions_cover_exactly_the_checked_exercises():
-    assert set(SOLUTIONS) == set(CHECKERS)
+@pytest.mark.parametrize("number", sorted(_LESSONS))
+def test_each_lesson_has_one_solution_per_checker(number):
+    module = _LESSONS[number]
+    checkers = {
+        name.removeprefix("check_") for name in module.__dict__ if name.startswith("check_")
+    }
+    assert checkers, f"lesson {number} has no exercise checker"
+    assert set(module.SOLUTIONS) == checkers
+
+
+def test_all_solutions_are_collected_from_every_lesson():
+    collected = {name for module in _LESSONS.values() for name in module.SOLUTIONS}
+    assert set(SOLUTIONS) == collected and set(CHECKERS) <= collected
 
 
 # ----------------------------------------------------------------------------- softmax

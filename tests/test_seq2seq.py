@@ -240,7 +240,7 @@ class _ScriptedDecoder(nn.Module):
         super().__init__()
         self.script, self.vocab_size, self.fed = script, vocab_size, []
 
-    def step(self, token, state, encoder_outputs=None, src_mask=None):
+    def step(self, token, state, encoder_outputs=None, src_mask=None, position=None):
         t = len(self.fed)
         self.fed.append(token.clone())
         return F.one_hot(self.script[:, t], self.vocab_size).float() * 5, state, None

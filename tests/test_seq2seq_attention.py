@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from course_utils.attention import AdditiveAttention, LuongAttention
+from course_utils.attention import AdditiveAttention, LocalAttention, LuongAttention
 from course_utils.data import Vocab, make_loader, make_sequence_task, split_dataset
 from course_utils.seq2seq import (
     AttentionDecoder,
@@ -337,3 +337,19 @@ def test_an_untrained_attention_model_does_not_copy():
     torch.manual_seed(0)
     model = build_attention_model(len(vocab), len(vocab), 16, 32, feed_context=False).eval()
     assert evaluate(model, test, vocab, vocab)["token_accuracy"] < 0.5
+
+
+def test_greedy_decoding_gives_local_m_the_step_index_as_its_centre():
+    """Teacher forcing centres local-m on p_t = t; greedy decoding must do the same."""
+    torch.manual_seed(0)
+    attention = LocalAttention(16, 16, score="general", window=1, mode="monotonic")
+    model = build_attention_model(
+        9, 9, 8, 16, attention=attention, bidirectional=False, feed_context=False
+    ).eval()
+    src = torch.randint(4, 9, (2, 7))
+    decoded = model.greedy_decode(src, torch.tensor([7, 7]), bos_id=1, eos_id=2, max_len=5)
+    steps = decoded.attention.shape[1]
+    for t in range(steps):
+        allowed = decoded.attention[:, t] > 0
+        outside = (torch.arange(7) - t).abs() > 1
+        assert not (allowed & outside).any(), f"step {t} attends outside its window around t"

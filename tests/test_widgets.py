@@ -171,7 +171,7 @@ class _ScriptedDecoder(nn.Module):
         self.ids, self.vocab_size, self.eos_id = ids, vocab_size, eos_id
         self.weight = nn.Parameter(torch.zeros(1))
 
-    def step(self, token, state, encoder_outputs=None, src_mask=None):
+    def step(self, token, state, encoder_outputs=None, src_mask=None, position=None):
         if token[0] == 1:  # <bos>: start over
             self.t = 0
         next_id = self.ids[self.t] if self.t < len(self.ids) else self.eos_id

@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 
-from . import lesson00, lesson01
+from . import lesson00, lesson01, lesson02, lesson03, lesson04
 from ._core import FAILED, NOT_ATTEMPTED, PASSED, CheckResult, Question
 from .lesson00 import check_softmax, reference_softmax
 from .lesson01 import (
@@ -20,8 +20,11 @@ from .lesson01 import (
     reference_greedy_step,
     reference_pad_batch,
 )
+from .lesson02 import *  # noqa: F403  (each lesson module lists its names in __all__)
+from .lesson03 import *  # noqa: F403
+from .lesson04 import *  # noqa: F403
 
-_LESSONS = {"00": lesson00, "01": lesson01}
+_LESSONS = {"00": lesson00, "01": lesson01, "02": lesson02, "03": lesson03, "04": lesson04}
 
 SOLUTIONS: dict[str, Callable] = {
     name: fn for module in _LESSONS.values() for name, fn in module.SOLUTIONS.items()
@@ -51,4 +54,7 @@ __all__ = [
     "reference_pad_batch",
     "reference_softmax",
     "show_solution",
+    *lesson02.__all__,
+    *lesson03.__all__,
+    *lesson04.__all__,
 ]

@@ -5,7 +5,11 @@ Every explorer draws something sensible at every control value, including the ex
 shows a learner's bad input as a message instead of a traceback.
 """
 
+from . import alignment, luong, scaling
+from .alignment import *  # noqa: F403  (each module lists its names in __all__)
+from .luong import *  # noqa: F403
 from .quiz import quiz
+from .scaling import *  # noqa: F403
 from .seq2seq import bottleneck_explorer, highlight_errors, seq2seq_case
 from .softmax import entropy, softmax_explorer, temperature_softmax
 
@@ -17,4 +21,7 @@ __all__ = [
     "seq2seq_case",
     "softmax_explorer",
     "temperature_softmax",
+    *alignment.__all__,
+    *luong.__all__,
+    *scaling.__all__,
 ]
