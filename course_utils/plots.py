@@ -116,11 +116,12 @@ def plot_accuracy_by_length(
         ax.set_xticks(x, labels)
         ax.set_xlabel("input length")
         ax.set_title(f"{nice} accuracy")
-        ax.set_ylim(0, 1.1)
+        ax.set_ylim(0, 1.25)  # headroom for the bar labels and the legend
+        ax.set_yticks(np.linspace(0, 1, 6))
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel("accuracy")
-    if len(names) > 1:
-        axes[0].legend(loc="upper right", fontsize=8)
+    if len(names) > 1:  # one row above the bars, so it never hides a label
+        axes[0].legend(loc="upper center", ncol=len(names), fontsize=8, frameon=False)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
