@@ -374,3 +374,16 @@ def test_alignment_explorer_shows_bad_input_as_a_message(explorer, bad, words):
 def test_alignment_explorer_refuses_an_empty_example_list(model, vocab):
     with pytest.raises(ValueError, match="no examples"):
         alignment_explorer(model, [], vocab, vocab)
+
+
+def test_alignment_explorer_marks_wrong_missing_and_extra_symbols():
+    from course_utils.widgets.alignment import _case_html
+
+    wrong = _case_html({"source": "123", "target": "123", "output": "1x"})
+    assert 'title="expected 2"' in wrong and 'title="missing"' in wrong and "wrong" in wrong
+    extra = _case_html({"source": "12", "target": "12", "output": "123"})
+    assert 'title="extra"' in extra
+    right = _case_html({"source": "12", "target": "12", "output": "12"})
+    assert "right" in right and "title=" not in right
+    own = _case_html({"source": "12", "target": None, "output": "1<2"})
+    assert "1&lt;2" in own and "title=" not in own

@@ -15,6 +15,7 @@ from matplotlib.patches import Rectangle
 from ..data import Pair, Vocab
 from ..plots import plot_attention, plot_weights
 from ..seq2seq import Seq2Seq, check_source
+from .seq2seq import highlight_errors
 
 __all__ = ["alignment_example", "alignment_explorer", "draw_step_alignment", "step_view"]
 
@@ -110,13 +111,14 @@ def _case_html(case: dict) -> str:
         if case["target"] is not None
         else ""
     )
-    verdict = ""
-    if case["target"] is not None:
+    verdict, output = "", html.escape(case["output"])
+    if case["target"] is not None:  # mark wrong, missing and extra symbols as lesson 01 does
         verdict = " ✅ right" if case["output"] == case["target"] else " ❌ wrong"
+        output = highlight_errors(case["target"], case["output"])
     return (
         f'<table style="{mono}">'
         f"<tr><td>input&nbsp;</td><td>{html.escape(case['source'])}</td></tr>{target_row}"
-        f"<tr><td>output&nbsp;</td><td>{html.escape(case['output'])}{verdict}</td></tr></table>"
+        f"<tr><td>output&nbsp;</td><td>{output}{verdict}</td></tr></table>"
     )
 
 
