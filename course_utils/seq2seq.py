@@ -342,6 +342,30 @@ def check_source(text: str, vocab: Vocab, max_src_len: int | None = None) -> lis
     return vocab.encode(text, strict=True)
 
 
+def decode_text(
+    model: Seq2Seq, text: str, src_vocab: Vocab, tgt_vocab: Vocab, max_len: int | None = None
+) -> Decoded:
+    """Greedy decoding of one source string (checked by ``check_source``), in eval mode.
+
+    ``max_len`` defaults to the source length + 10 output tokens; the model's train/eval
+    mode is restored afterwards, even on an error.
+    """
+    ids = check_source(text, src_vocab, getattr(model, "max_src_len", None))
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        return model.greedy_decode(
+            torch.tensor([ids], device=device),
+            torch.tensor([len(ids)], device=device),
+            tgt_vocab.bos_id,
+            tgt_vocab.eos_id,
+            max_len if max_len is not None else len(ids) + 10,
+        )
+    finally:
+        model.train(was_training)
+
+
 def translate(
     model: Seq2Seq,
     text: str,
@@ -349,25 +373,7 @@ def translate(
     tgt_vocab: Vocab,
     max_len: int | None = None,
 ) -> tuple[str, torch.Tensor | None]:
-    """Greedy output string for one source string, and its attention ``(L, S)`` if any.
-
-    ``max_len`` defaults to the source length + 10 output tokens.
-    """
-    ids = check_source(text, src_vocab, getattr(model, "max_src_len", None))
-    device = next(model.parameters()).device
-    src = torch.tensor([ids], device=device)
-    lengths = torch.tensor([len(ids)], device=device)
-    was_training = model.training
-    model.eval()
-    try:
-        decoded = model.greedy_decode(
-            src,
-            lengths,
-            tgt_vocab.bos_id,
-            tgt_vocab.eos_id,
-            max_len if max_len is not None else len(ids) + 10,
-        )
-    finally:
-        model.train(was_training)
+    """Greedy output string for one source string, and its attention ``(L, S)`` if any."""
+    decoded = decode_text(model, text, src_vocab, tgt_vocab, max_len)
     attention = None if decoded.attention is None else decoded.attention[0].cpu()
     return tgt_vocab.to_text(decoded.tokens[0].tolist()), attention

@@ -8,13 +8,12 @@ from collections.abc import Sequence
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
-import torch
 from IPython.display import clear_output
 from matplotlib.patches import Rectangle
 
 from ..data import Pair, Vocab
 from ..plots import plot_attention, plot_weights
-from ..seq2seq import Seq2Seq, check_source
+from ..seq2seq import Seq2Seq, decode_text
 from .seq2seq import highlight_errors
 
 __all__ = ["alignment_example", "alignment_explorer", "draw_step_alignment", "step_view"]
@@ -28,20 +27,7 @@ def alignment_example(
     Returns source, target (or None), output (the text), the row labels (one per decoding
     step: the symbol written, ``<eos>`` included) and the weights ``(len(rows), len(source))``.
     """
-    ids = check_source(source, src_vocab, getattr(model, "max_src_len", None))
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        decoded = model.greedy_decode(
-            torch.tensor([ids], device=device),
-            torch.tensor([len(ids)], device=device),
-            tgt_vocab.bos_id,
-            tgt_vocab.eos_id,
-            max_len=len(ids) + 10,
-        )
-    finally:
-        model.train(was_training)
+    decoded = decode_text(model, source, src_vocab, tgt_vocab)
     if decoded.attention is None:
         raise ValueError("this model has no attention to show: use an attention model")
     tokens = decoded.tokens[0].tolist()

@@ -12,7 +12,7 @@ import torch
 from ..attention import LocalAttention
 from ..data import Pair, Vocab
 from ..plots import plot_attention
-from ..seq2seq import Seq2Seq, check_source
+from ..seq2seq import Seq2Seq, decode_text
 from .seq2seq import highlight_errors
 
 __all__ = ["alignment_case", "draw_alignment", "luong_explorer"]
@@ -41,8 +41,6 @@ def alignment_case(
     """
     if window is not None and window < 0:
         raise ValueError(f"the window must be >= 0, got {window}")
-    ids = check_source(source, src_vocab, getattr(model, "max_src_len", None))
-    device = next(model.parameters()).device
     local = _local_attention(model)
     centres: list[float] = []
     hook = None
@@ -53,18 +51,9 @@ def alignment_case(
         )
         if window is not None:
             local.window = window
-    was_training = model.training
-    model.eval()
     try:
-        decoded = model.greedy_decode(
-            torch.tensor([ids], device=device),
-            torch.tensor([len(ids)], device=device),
-            tgt_vocab.bos_id,
-            tgt_vocab.eos_id,
-            max_len,
-        )
+        decoded = decode_text(model, source, src_vocab, tgt_vocab, max_len)
     finally:
-        model.train(was_training)
         if hook is not None:
             hook.remove()
             local.window = trained_window
