@@ -14,18 +14,17 @@ from __future__ import annotations
 
 import csv
 import html
-import random
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from torch.utils.data import DataLoader
 
 from .attention import AdditiveAttention, masked_softmax, padding_mask
-from .data import Vocab, pad_sequences
+from .data import Vocab, pad_sequences, split_dataset
+from .seq2seq import Encoder
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 PRODUCT_CATEGORIES = DATA_DIR / "product_categories.tsv"
@@ -89,11 +88,12 @@ def make_text_loader(
 
 
 def split_examples(examples: Sequence[Example], n_test: int, seed: int = 0):
-    """A seeded shuffle, then ``(train, test)`` with ``n_test`` examples held out."""
-    order = list(range(len(examples)))
-    random.Random(seed).shuffle(order)
-    picked = [examples[i] for i in order]
-    return picked[n_test:], picked[:n_test]
+    """``(train, test)`` with ``n_test`` examples held out, by ``data.split_dataset``."""
+    if not 0 <= n_test <= len(examples):
+        raise ValueError(f"n_test={n_test} must lie in [0, {len(examples)}]")
+    test_fraction = n_test / len(examples) if examples else 0.0
+    train, _, test = split_dataset(examples, (1 - test_fraction, 0.0, test_fraction), seed)
+    return train, test
 
 
 # ----------------------------------------------------------------------------- model
@@ -142,8 +142,7 @@ class TextClassifier(nn.Module):
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         self.pooling = pooling
-        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
-        self.rnn = nn.GRU(embed_dim, hidden_dim, batch_first=True, bidirectional=True)
+        self.encoder = Encoder(vocab_size, embed_dim, hidden_dim, bidirectional=True, pad_id=pad_id)
         self.pool = (
             AttentionPooling(2 * hidden_dim, attention_dim) if pooling == "attention" else None
         )
@@ -155,12 +154,7 @@ class TextClassifier(nn.Module):
                 f"expected ids (B, T) and lengths (B,), got {tuple(ids.shape)} and "
                 f"{tuple(lengths.shape)}"
             )
-        packed = pack_padded_sequence(
-            self.embedding(ids), lengths.cpu(), batch_first=True, enforce_sorted=False
-        )
-        states, _ = pad_packed_sequence(
-            self.rnn(packed)[0], batch_first=True, total_length=ids.shape[1]
-        )
+        states, _ = self.encoder(ids, lengths)  # (B, T, 2H), zero at padding
         mask = padding_mask(lengths.to(ids.device), ids.shape[1])  # (B, T), True at words
         if self.pool is not None:
             pooled, weights = self.pool(states, mask)

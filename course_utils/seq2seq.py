@@ -8,13 +8,14 @@ with either.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .attention import LUONG_SCORES, AdditiveAttention, LocalAttention, LuongAttention
+from .attention import LUONG_SCORES, AdditiveAttention, LuongAttention
 from .data import Vocab
 
 _CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
@@ -176,6 +177,8 @@ class AttentionDecoder(nn.Module):
             else attention
         )
         self.out = nn.Linear(hidden_dim + encoder_dim, vocab_size)
+        # attentions that want the output step's index (local attention) declare `positions`
+        self._takes_positions = "positions" in inspect.signature(self.attention.forward).parameters
 
     def init_state(self, encoder_state):
         """s_0 = tanh(W h_final): map the encoder's last layer to the decoder's size."""
@@ -188,8 +191,7 @@ class AttentionDecoder(nn.Module):
         return (state[0] if isinstance(state, tuple) else state)[-1]  # (B, H)
 
     def _attend(self, query, encoder_outputs, src_mask, position=None):
-        if position is not None and isinstance(self.attention, LocalAttention):
-            # local-m needs the output step t as its centre p_t
+        if position is not None and self._takes_positions:  # e.g. local-m: p_t = t
             return self.attention(
                 query, encoder_outputs, encoder_outputs, src_mask, positions=position
             )

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from IPython.display import clear_output
 
+from .softmax import row_entropy
+
 __all__ = [
     "DK_CHOICES",
     "plot_scaling",
@@ -61,11 +63,6 @@ def softmax_grad_norm(scores: torch.Tensor) -> torch.Tensor:
     """Frobenius norm of the softmax Jacobian at each row of ``scores (..., n)``: ``(...,)``."""
     weights = torch.softmax(scores.double(), dim=-1)
     return torch.linalg.matrix_norm(softmax_jacobian(weights)).to(scores.dtype)
-
-
-def row_entropy(weights: torch.Tensor) -> torch.Tensor:
-    """Entropy in nats of each row of ``weights (..., n)`` (0 one-hot, log n uniform)."""
-    return -torch.special.xlogy(weights, weights).sum(dim=-1)
 
 
 def score_statistics(

@@ -20,9 +20,14 @@ def temperature_softmax(scores: Sequence[float] | torch.Tensor, temperature: flo
     return torch.softmax(scores / temperature, dim=-1)
 
 
+def row_entropy(weights: torch.Tensor) -> torch.Tensor:
+    """Entropy in nats of each row of ``weights (..., n)`` (0 one-hot, log n uniform)."""
+    return -torch.special.xlogy(weights, weights).sum(dim=-1)  # xlogy(0, 0) = 0
+
+
 def entropy(weights: torch.Tensor) -> float:
-    """Shannon entropy in nats of a distribution (0 for one-hot, log n for uniform)."""
-    return float(-torch.special.xlogy(weights, weights).sum())  # xlogy(0, 0) = 0
+    """Shannon entropy in nats of one distribution ``(n,)``, as a number."""
+    return float(row_entropy(weights))
 
 
 def softmax_explorer(
