@@ -1,0 +1,104 @@
+"""Masks, the masked softmax and scaled dot-product attention: the core every attention uses.
+
+The conventions (True = may attend, no NaN for a fully masked row) are in the package docstring.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.nn import functional as F
+
+# ----------------------------------------------------------------------------- masks
+
+
+def causal_mask(n: int, device=None) -> torch.Tensor:
+    """``(n, n)`` boolean mask, True on and below the diagonal: position i may see j <= i."""
+    if n < 1:
+        raise ValueError(f"a causal mask needs n >= 1, got {n}")
+    return torch.ones(n, n, dtype=torch.bool, device=device).tril()
+
+
+def padding_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
+    """``(B, max_len)`` boolean mask, True at the first ``lengths[b]`` positions of row b."""
+    lengths = torch.as_tensor(lengths)
+    if lengths.dim() != 1:
+        raise ValueError(f"lengths must be 1-D (B,), got shape {tuple(lengths.shape)}")
+    longest = int(lengths.max()) if lengths.numel() else 0
+    max_len = longest if max_len is None else max_len
+    if longest > max_len:
+        raise ValueError(f"a length of {longest} does not fit in max_len={max_len}")
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def _check_mask(mask: torch.Tensor, scores_shape: torch.Size) -> None:
+    if mask.dtype != torch.bool:
+        raise ValueError(
+            f"mask must be boolean (True = may attend), got {mask.dtype}; a float mask would be "
+            "added to the scores, which is a different convention"
+        )
+    try:
+        broadcast = torch.broadcast_shapes(mask.shape, scores_shape)
+    except RuntimeError:
+        broadcast = None
+    if broadcast != scores_shape:
+        raise ValueError(
+            f"mask of shape {tuple(mask.shape)} does not broadcast to the scores' shape "
+            f"{tuple(scores_shape)} (..., L_query, L_key)"
+        )
+
+
+def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Softmax over the last dim where ``mask`` is True; masked keys get exactly 0.
+
+    A row with no allowed key gets all-zero weights (not NaN), with finite gradients: masked
+    scores are replaced by the dtype's most negative finite value rather than ``-inf``.
+    """
+    if mask is None:
+        return torch.softmax(scores, dim=-1)
+    _check_mask(mask, scores.shape)
+    very_negative = torch.finfo(scores.dtype).min
+    weights = torch.softmax(scores.masked_fill(~mask, very_negative), dim=-1)
+    return weights * mask  # zero the masked keys; a fully masked row becomes all zeros
+
+
+# ----------------------------------------------------------------------------- scaled dot product
+
+
+def scaled_dot_product_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+    scale: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """softmax(q kᵀ · scale) v, with ``scale = 1/sqrt(d_k)`` by default.
+
+    Shapes: q ``(..., L_q, d_k)``, k ``(..., L_k, d_k)``, v ``(..., L_k, d_v)``; any leading
+    batch/head dims that broadcast. Returns out ``(..., L_q, d_v)`` and the weights
+    ``(..., L_q, L_k)`` (before dropout). Like PyTorch's function, dropout is applied whenever
+    ``dropout_p > 0``: pass 0 at evaluation time.
+    """
+    if q.dim() < 2 or k.dim() < 2 or v.dim() < 2:
+        raise ValueError(
+            f"q, k, v need at least 2 dims (L, d), got {tuple(q.shape)}, {tuple(k.shape)}, "
+            f"{tuple(v.shape)}"
+        )
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(
+            f"q and k must have the same last dim d_k: q {tuple(q.shape)}, k {tuple(k.shape)}"
+        )
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(
+            f"k and v must have the same number of keys (dim -2): k {tuple(k.shape)}, "
+            f"v {tuple(v.shape)}"
+        )
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    scores = (q @ k.transpose(-2, -1)) * scale  # (..., L_q, L_k)
+    weights = masked_softmax(scores, mask)
+    dropped = F.dropout(weights, p=dropout_p) if dropout_p > 0 else weights
+    return dropped @ v, weights  # (..., L_q, d_v), (..., L_q, L_k)

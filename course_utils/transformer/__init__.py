@@ -1,0 +1,24 @@
+"""Transformers built from the course's own attention: positional encodings, the encoder layer,
+an encoder-only tagger (lessons 05-06) and a decoder-only GPT with a KV cache (lesson 07).
+
+Every layer can be loaded from PyTorch's matching layer with ``from_torch`` and then gives the
+same output.
+"""
+
+from .gpt import GPT, GPTConfig, causal_mask_with_offset, sample_next
+from .layers import EncoderLayer, FeedForward
+from .positions import POSITION_KINDS, PositionalEncoding, sinusoidal_positional_encoding
+from .tagger import TransformerTagger
+
+__all__ = [
+    "GPT",
+    "POSITION_KINDS",
+    "EncoderLayer",
+    "FeedForward",
+    "GPTConfig",
+    "PositionalEncoding",
+    "TransformerTagger",
+    "causal_mask_with_offset",
+    "sample_next",
+    "sinusoidal_positional_encoding",
+]

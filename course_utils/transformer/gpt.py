@@ -1,0 +1,153 @@
+"""A decoder-only Transformer (GPT, Radford et al. 2018) with a key/value cache.
+
+Token + learned position embeddings, ``num_layers`` pre-norm blocks with causal
+self-attention, a final LayerNorm and a linear head over the vocabulary. ``generate`` samples
+greedily, with a temperature or from the top k; with ``use_cache=True`` each new token
+computes only its own query, key and value and reuses the cached ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..attention import KVCache
+from .layers import EncoderLayer
+from .positions import PositionalEncoding
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int
+    block_size: int = 64  # the longest context the model can see
+    d_model: int = 64
+    num_heads: int = 4
+    num_layers: int = 2
+    dim_feedforward: int | None = None  # 4·d_model
+    dropout: float = 0.0
+
+
+def causal_mask_with_offset(num_queries: int, num_keys: int, device=None) -> torch.Tensor:
+    """``(num_queries, num_keys)``: the queries are the last positions, query i sees keys ≤ its own."""
+    ones = torch.ones(num_queries, num_keys, dtype=torch.bool, device=device)
+    return ones.tril(diagonal=num_keys - num_queries)
+
+
+class GPT(nn.Module):
+    """``forward(idx (B, T), caches=None) -> logits (B, T, vocab_size)``.
+
+    ``caches`` (one :class:`KVCache` per layer, from :meth:`new_caches`) continues a sequence:
+    ``idx`` then holds only the new tokens. The attention weights of the last call are kept in
+    ``attention_weights``, one ``(B, H, T, T_keys)`` tensor per layer.
+    """
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        self.token_embedding = nn.Embedding(c.vocab_size, c.d_model)
+        self.positions = PositionalEncoding(c.d_model, c.block_size, "learned", c.dropout)
+        self.blocks = nn.ModuleList(
+            EncoderLayer(
+                c.d_model,
+                c.num_heads,
+                c.dim_feedforward,
+                c.dropout,
+                norm_first=True,
+                activation="gelu",
+            )
+            for _ in range(c.num_layers)
+        )
+        self.norm = nn.LayerNorm(c.d_model)
+        self.head = nn.Linear(c.d_model, c.vocab_size, bias=False)
+        nn.init.normal_(self.token_embedding.weight, std=0.02)
+        self.attention_weights: list[torch.Tensor] = []
+
+    def new_caches(self) -> list[KVCache]:
+        return [KVCache() for _ in self.blocks]
+
+    def forward(self, idx: torch.Tensor, caches: list[KVCache] | None = None) -> torch.Tensor:
+        if idx.dim() != 2:
+            raise ValueError(f"idx must be (B, T) token ids, got {tuple(idx.shape)}")
+        if idx.numel() and (idx.min() < 0 or idx.max() >= self.config.vocab_size):
+            raise ValueError(
+                f"token ids must be in [0, {self.config.vocab_size}), got "
+                f"{int(idx.min())}..{int(idx.max())}"
+            )
+        if caches is not None and len(caches) != len(self.blocks):
+            raise ValueError(f"need one cache per layer ({len(self.blocks)}), got {len(caches)}")
+        offset = len(caches[0]) if caches is not None else 0
+        length = idx.shape[1]
+        x = self.positions(self.token_embedding(idx), offset=offset)  # (B, T, d_model)
+        mask = causal_mask_with_offset(length, offset + length, device=idx.device)  # (T, T_keys)
+        self.attention_weights = []
+        for i, block in enumerate(self.blocks):
+            x, weights = block(x, mask=mask, cache=None if caches is None else caches[i])
+            self.attention_weights.append(weights.detach())  # (B, H, T, T_keys)
+        return self.head(self.norm(x))  # (B, T, vocab_size)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        use_cache: bool = True,
+        generator: torch.Generator | None = None,
+        stop_token: int | None = None,
+    ) -> torch.Tensor:
+        """Extend ``idx (B, T)`` by up to ``max_new_tokens`` tokens; returns ``(B, T + new)``.
+
+        ``temperature=0`` is greedy (argmax); otherwise sample from softmax(logits / T),
+        restricted to the ``top_k`` most likely tokens when given. Generation stops early once
+        every row has produced ``stop_token``. Past ``block_size`` the context is cropped to
+        the last ``block_size`` tokens (the cache is then rebuilt from the cropped context).
+        """
+        if idx.dim() != 2 or idx.shape[1] < 1:
+            raise ValueError(f"idx must be (B, T) with T >= 1, got {tuple(idx.shape)}")
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+        if top_k is not None and not 1 <= top_k <= self.config.vocab_size:
+            raise ValueError(f"top_k must be in 1..{self.config.vocab_size}, got {top_k}")
+        was_training = self.training
+        self.eval()
+        block = self.config.block_size
+        caches, fed = None, idx[:, -block:]  # fed: the tokens the next forward call reads
+        done = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
+        for _ in range(max_new_tokens):
+            if use_cache:
+                if caches is None or len(caches[0]) + fed.shape[1] > block:
+                    caches, fed = self.new_caches(), idx[:, -block:]  # (re)build from the context
+                logits = self(fed, caches)[:, -1]  # (B, V)
+            else:
+                logits = self(idx[:, -block:])[:, -1]  # recompute the whole context
+            next_token = sample_next(logits, temperature, top_k, generator)  # (B, 1)
+            idx = torch.cat([idx, next_token], dim=1)
+            fed = next_token
+            if stop_token is not None:
+                done |= next_token[:, 0] == stop_token
+                if bool(done.all()):
+                    break
+        self.train(was_training)
+        return idx
+
+
+def sample_next(
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Pick one token per row of ``logits (B, V)``: argmax at temperature 0, else a sample."""
+    if temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True)  # (B, 1)
+    logits = logits / temperature
+    if top_k is not None:
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1) the k-th largest
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = F.softmax(logits, dim=-1)  # (B, V)
+    return torch.multinomial(probs, 1, generator=generator)  # (B, 1)

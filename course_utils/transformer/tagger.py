@@ -1,0 +1,64 @@
+"""An encoder-only Transformer that labels every position: one output per input token.
+
+Lessons 05 and 06 train it on small tasks (reverse a sequence, combine two neighbours) and
+plot its attention; with ``positions="none"`` it cannot see order at all.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .layers import EncoderLayer
+from .positions import PositionalEncoding
+
+
+class TransformerTagger(nn.Module):
+    """Token embedding + positions + ``num_layers`` encoder layers + a linear head per position.
+
+    ``forward(tokens (B, T)) -> logits (B, T, num_classes)``; keys equal to ``pad_id`` are
+    masked. The attention weights of the last call are kept in ``attention_weights``, one
+    ``(B, H, T, T)`` tensor per layer.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        d_model: int = 64,
+        num_heads: int = 4,
+        num_layers: int = 2,
+        max_len: int = 64,
+        positions: str = "sinusoidal",
+        num_classes: int | None = None,
+        dim_feedforward: int | None = None,
+        dropout: float = 0.0,
+        norm_first: bool = True,
+        pad_id: int | None = 0,
+    ):
+        super().__init__()
+        self.vocab_size, self.pad_id = vocab_size, pad_id
+        self.embedding = nn.Embedding(vocab_size, d_model)
+        self.positions = PositionalEncoding(d_model, max_len, positions, dropout)
+        self.layers = nn.ModuleList(
+            EncoderLayer(d_model, num_heads, dim_feedforward, dropout, norm_first=norm_first)
+            for _ in range(num_layers)
+        )
+        self.norm = nn.LayerNorm(d_model) if norm_first else nn.Identity()
+        self.head = nn.Linear(d_model, vocab_size if num_classes is None else num_classes)
+        self.attention_weights: list[torch.Tensor] = []
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        if tokens.dim() != 2:
+            raise ValueError(f"tokens must be (B, T) integer ids, got {tuple(tokens.shape)}")
+        if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
+            raise ValueError(
+                f"token ids must be in [0, {self.vocab_size}), got {int(tokens.min())}.."
+                f"{int(tokens.max())}"
+            )
+        mask = None if self.pad_id is None else tokens != self.pad_id  # (B, T) keys
+        x = self.positions(self.embedding(tokens))  # (B, T, d_model)
+        self.attention_weights = []
+        for layer in self.layers:
+            x, weights = layer(x, mask=mask)
+            self.attention_weights.append(weights.detach())  # (B, H, T, T)
+        return self.head(self.norm(x))  # (B, T, num_classes)
