@@ -1,8 +1,11 @@
 """course_utils: the tested helpers behind the attention course.
 
 One module per idea: ``env`` (device, seeds, doctor), ``data`` (vocabularies and seeded
-tasks), ``seq2seq`` (RNN encoder-decoders), ``training`` (one fit loop, metrics), ``plots``,
-``widgets`` (explorers), ``exercises`` (checkers) and ``quizzes``.
+tasks), ``seq2seq`` (RNN encoder-decoders), ``attention`` (masks, scaled dot-product, the
+seq2seq scores, multi-head attention with a KV cache), ``transformer`` (positional encodings,
+encoder layers, a tagger and a GPT), ``tasks`` (seeded token-level tasks for the Transformer
+lessons), ``training`` (one fit loop, metrics), ``plots``, ``widgets`` (explorers),
+``exercises`` (checkers) and ``quizzes``.
 """
 
 from .data import (

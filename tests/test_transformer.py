@@ -12,6 +12,7 @@ from torch import nn
 from course_utils.attention import KVCache, MultiHeadAttention, causal_mask
 from course_utils.transformer import (
     GPT,
+    DecoderLayer,
     EncoderLayer,
     GPTConfig,
     PositionalEncoding,
@@ -113,6 +114,42 @@ def test_encoder_layer_norm_order_matters():
     # post-norm ends with a LayerNorm: every position has mean 0 and variance 1
     out = post(x)[0]
     torch.testing.assert_close(out.mean(-1), torch.zeros(2, 5), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+def test_decoder_layer_equals_pytorch_with_the_same_weights(norm_first, activation):
+    torch.manual_seed(0)
+    theirs = nn.TransformerDecoderLayer(
+        16, 4, 32, dropout=0.0, activation=activation, batch_first=True, norm_first=norm_first
+    ).eval()
+    ours = DecoderLayer.from_torch(theirs).eval()
+    x, memory = torch.randn(3, 5, 16), torch.randn(3, 7, 16)
+    out, self_weights, cross_weights = ours(x, memory)
+    torch.testing.assert_close(out, theirs(x, memory), atol=1e-5, rtol=1e-5)
+    assert self_weights.shape == (3, 4, 5, 5) and cross_weights.shape == (3, 4, 5, 7)
+    causal = causal_mask(5)
+    source = torch.arange(7)[None, :] < torch.tensor([7, 4, 1])[:, None]  # (B, S)
+    expected = theirs(x, memory, tgt_mask=~causal, memory_key_padding_mask=~source)
+    out, _, cross_weights = ours(x, memory, self_mask=causal, memory_mask=source)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    assert torch.all(cross_weights[2, :, :, 1:] == 0)  # the third source has one real token
+
+
+def test_decoder_layer_names_mismatched_memory():
+    layer = DecoderLayer(8, 2)
+    with pytest.raises(ValueError, match=r"x \(2, 3, 8\), memory \(2, 4, 6\)"):
+        layer(torch.zeros(2, 3, 8), torch.zeros(2, 4, 6))
+
+
+def test_decoder_layer_with_a_cache_equals_the_full_causal_pass():
+    torch.manual_seed(0)
+    layer = DecoderLayer(16, 4, norm_first=True).eval()
+    x, memory = torch.randn(2, 6, 16), torch.randn(2, 4, 16)
+    full, _, _ = layer(x, memory, self_mask=causal_mask(6))
+    cache = KVCache()
+    steps = [layer(x[:, t : t + 1], memory, cache=cache)[0] for t in range(6)]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
 
 
 # ----------------------------------------------------------------------------- tagger

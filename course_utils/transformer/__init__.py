@@ -6,13 +6,14 @@ same output.
 """
 
 from .gpt import GPT, GPTConfig, causal_mask_with_offset, sample_next
-from .layers import EncoderLayer, FeedForward
+from .layers import DecoderLayer, EncoderLayer, FeedForward
 from .positions import POSITION_KINDS, PositionalEncoding, sinusoidal_positional_encoding
 from .tagger import TransformerTagger
 
 __all__ = [
     "GPT",
     "POSITION_KINDS",
+    "DecoderLayer",
     "EncoderLayer",
     "FeedForward",
     "GPTConfig",

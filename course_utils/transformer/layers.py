@@ -1,9 +1,10 @@
-"""Transformer blocks: the position-wise feed-forward network and the encoder layer.
+"""Transformer blocks: the position-wise feed-forward network, the encoder and decoder layers.
 
 An encoder layer is self-attention then a feed-forward network, each wrapped in a residual
 connection and a LayerNorm: after the sum in the paper (``norm_first=False``, "post-norm"), or
 before the sublayer (``norm_first=True``, "pre-norm", which trains more stably when deep).
-With a causal mask the same layer is a GPT block.
+With a causal mask the encoder layer is a GPT block. A decoder layer adds cross-attention over
+the encoder's output between its masked self-attention and its feed-forward network.
 """
 
 from __future__ import annotations
@@ -86,23 +87,114 @@ class EncoderLayer(nn.Module):
         PyTorch's boolean masks mean True = *blocked*: pass ``~src_mask`` or
         ``~src_key_padding_mask`` here for the same result.
         """
-        activation = {F.relu: "relu", F.gelu: "gelu"}.get(layer.activation)
-        if activation is None:
-            raise ValueError(f"unsupported activation {layer.activation!r}: use relu or gelu")
-        d_model = layer.linear1.in_features
         ours = cls(
-            d_model,
+            layer.linear1.in_features,
             layer.self_attn.num_heads,
             dim_feedforward=layer.linear1.out_features,
             dropout=layer.dropout.p,
             norm_first=layer.norm_first,
-            activation=activation,
+            activation=_activation_name(layer.activation),
             layer_norm_eps=layer.norm1.eps,
             bias=layer.linear1.bias is not None,
         )
         ours.self_attn = MultiHeadAttention.from_torch(layer.self_attn)
-        ours.ffn.linear1.load_state_dict(layer.linear1.state_dict())
-        ours.ffn.linear2.load_state_dict(layer.linear2.state_dict())
-        ours.norm1.load_state_dict(layer.norm1.state_dict())
-        ours.norm2.load_state_dict(layer.norm2.state_dict())
+        _copy_ffn_and_norms(ours, layer, ("norm1", "norm2"))
         return ours.to(layer.linear1.weight.device)
+
+
+class DecoderLayer(nn.Module):
+    """Masked self-attention, cross-attention over ``memory``, feed-forward; each with a residual
+    connection and LayerNorm (post-norm as in the paper, or pre-norm with ``norm_first``).
+
+    ``forward(x (B, T, d), memory (B, S, d), self_mask=None, memory_mask=None, cache=None) ->
+    (x (B, T, d), self_weights (B, H, T, T_keys), cross_weights (B, H, T, S))``. Masks are
+    boolean, True = may attend: ``self_mask`` is usually causal, ``memory_mask`` a ``(B, S)``
+    padding mask of the source.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        dim_feedforward: int | None = None,
+        dropout: float = 0.0,
+        norm_first: bool = False,
+        activation: str = "relu",
+        layer_norm_eps: float = 1e-5,
+        bias: bool = True,
+    ):
+        super().__init__()
+        dim_feedforward = 4 * d_model if dim_feedforward is None else dim_feedforward
+        self.self_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout, bias=bias)
+        self.cross_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout, bias=bias)
+        self.ffn = FeedForward(d_model, dim_feedforward, dropout, activation)
+        self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
+        self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
+        self.norm3 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
+        self.dropout1 = nn.Dropout(dropout)
+        self.dropout2 = nn.Dropout(dropout)
+        self.dropout3 = nn.Dropout(dropout)
+        self.norm_first = norm_first
+
+    def forward(self, x, memory, self_mask=None, memory_mask=None, cache: KVCache | None = None):
+        if memory.dim() != 3 or memory.shape[0] != x.shape[0] or memory.shape[-1] != x.shape[-1]:
+            raise ValueError(
+                f"memory must be (B, S, d_model) with x's batch and width: x {tuple(x.shape)}, "
+                f"memory {tuple(memory.shape)}"
+            )
+        weights = {}
+
+        def self_block(h):
+            out, weights["self"] = self.self_attn(h, h, h, mask=self_mask, cache=cache)
+            return self.dropout1(out)
+
+        def cross_block(h):
+            out, weights["cross"] = self.cross_attn(h, memory, memory, mask=memory_mask)
+            return self.dropout2(out)
+
+        if self.norm_first:  # pre-norm: x + sublayer(norm(x))
+            x = x + self_block(self.norm1(x))
+            x = x + cross_block(self.norm2(x))
+            x = x + self.dropout3(self.ffn(self.norm3(x)))
+        else:  # post-norm, as in the paper: norm(x + sublayer(x))
+            x = self.norm1(x + self_block(x))
+            x = self.norm2(x + cross_block(x))
+            x = self.norm3(x + self.dropout3(self.ffn(x)))
+        return x, weights["self"], weights["cross"]
+
+    @classmethod
+    def from_torch(cls, layer: nn.TransformerDecoderLayer) -> DecoderLayer:
+        """A copy of ``nn.TransformerDecoderLayer`` (built with ``batch_first=True``).
+
+        PyTorch's boolean masks mean True = *blocked*: pass ``~tgt_mask`` and
+        ``~memory_key_padding_mask`` here for the same result.
+        """
+        ours = cls(
+            layer.linear1.in_features,
+            layer.self_attn.num_heads,
+            dim_feedforward=layer.linear1.out_features,
+            dropout=layer.dropout.p,
+            norm_first=layer.norm_first,
+            activation=_activation_name(layer.activation),
+            layer_norm_eps=layer.norm1.eps,
+            bias=layer.linear1.bias is not None,
+        )
+        ours.self_attn = MultiHeadAttention.from_torch(layer.self_attn)
+        ours.cross_attn = MultiHeadAttention.from_torch(layer.multihead_attn)
+        _copy_ffn_and_norms(ours, layer, ("norm1", "norm2", "norm3"))
+        return ours.to(layer.linear1.weight.device)
+
+
+def _activation_name(activation) -> str:
+    name = {F.relu: "relu", F.gelu: "gelu"}.get(activation)
+    if name is None:
+        raise ValueError(f"unsupported activation {activation!r}: use relu or gelu")
+    return name
+
+
+def _copy_ffn_and_norms(ours: nn.Module, layer: nn.Module, norms: tuple[str, ...]) -> None:
+    """Copy PyTorch's linear1/linear2 into our FeedForward and the named LayerNorms."""
+    ours.ffn.linear1.load_state_dict(layer.linear1.state_dict())
+    ours.ffn.linear2.load_state_dict(layer.linear2.state_dict())
+    for name in norms:
+        getattr(ours, name).load_state_dict(getattr(layer, name).state_dict())
