@@ -353,3 +353,11 @@ def test_gpt_errors_name_the_input():
         model(torch.zeros(1, 2, dtype=torch.long), caches=[KVCache()])
     with pytest.raises(ValueError, match="T >= 1"):
         model.generate(torch.zeros(1, 0, dtype=torch.long), 3)
+
+
+def test_gpt_is_causal_when_the_batch_size_equals_the_length():
+    """A (T, T) mask with B == T looks like a (B, L_k) padding mask; the GPT must not mix them."""
+    model = _gpt()
+    idx = torch.randint(0, 13, (5, 5))
+    rows = torch.cat([model(idx[b : b + 1]) for b in range(5)])
+    torch.testing.assert_close(model(idx), rows, atol=1e-5, rtol=1e-5)

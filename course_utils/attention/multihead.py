@@ -48,7 +48,9 @@ class MultiHeadAttention(nn.Module):
     ``forward(query (B, L_q, d_model), key (B, L_k, d_model), value (B, L_k, d_model),
     mask=None, cache=None) -> (out (B, L_q, d_model), weights (B, H, L_q, L_k))``. ``mask`` is
     boolean, True = may attend: a ``(B, L_k)`` padding mask, or anything that broadcasts to
-    ``(B, H, L_q, L_k)`` (e.g. a ``(L_q, L_k)`` causal mask). With a :class:`KVCache`, the new
+    ``(B, H, L_q, L_k)`` (e.g. a ``(L_q, L_k)`` causal mask). A 2-D mask of shape
+    ``(B, L_k)`` is always read as padding: when the batch size could equal ``L_q``, pass a
+    causal mask as ``(1, 1, L_q, L_k)``. With a :class:`KVCache`, the new
     keys and values are appended to it and the queries attend over all cached positions (the
     mask must then cover them: ``L_k`` is the cache length). Dropout acts on the weights in
     training mode; the returned weights are before dropout.

@@ -82,7 +82,7 @@ class GPT(nn.Module):
         offset = len(caches[0]) if caches is not None else 0
         length = idx.shape[1]
         x = self.positions(self.token_embedding(idx), offset=offset)  # (B, T, d_model)
-        mask = causal_mask_with_offset(length, offset + length, device=idx.device)  # (T, T_keys)
+        mask = causal_mask_with_offset(length, offset + length, device=idx.device)[None, None]
         self.attention_weights = []
         for i, block in enumerate(self.blocks):
             x, weights = block(x, mask=mask, cache=None if caches is None else caches[i])
