@@ -48,6 +48,7 @@ outputs: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python tests/bench_notebooks.py notebooks/*.ipynb
+	$(BIN)/python tests/bench_kv_cache.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

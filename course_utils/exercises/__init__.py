@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 
-from . import lesson00, lesson01, lesson02, lesson03, lesson04
+from . import lesson00, lesson01, lesson02, lesson03, lesson04, lesson05, lesson06, lesson07
 from ._core import FAILED, NOT_ATTEMPTED, PASSED, CheckResult, Question
 from .lesson00 import check_softmax, reference_softmax
 from .lesson01 import (
@@ -23,8 +23,20 @@ from .lesson01 import (
 from .lesson02 import *  # noqa: F403  (each lesson module lists its names in __all__)
 from .lesson03 import *  # noqa: F403
 from .lesson04 import *  # noqa: F403
+from .lesson05 import *  # noqa: F403
+from .lesson06 import *  # noqa: F403
+from .lesson07 import *  # noqa: F403
 
-_LESSONS = {"00": lesson00, "01": lesson01, "02": lesson02, "03": lesson03, "04": lesson04}
+_LESSONS = {
+    "00": lesson00,
+    "01": lesson01,
+    "02": lesson02,
+    "03": lesson03,
+    "04": lesson04,
+    "05": lesson05,
+    "06": lesson06,
+    "07": lesson07,
+}
 
 SOLUTIONS: dict[str, Callable] = {
     name: fn for module in _LESSONS.values() for name, fn in module.SOLUTIONS.items()
@@ -57,4 +69,7 @@ __all__ = [
     *lesson02.__all__,
     *lesson03.__all__,
     *lesson04.__all__,
+    *lesson05.__all__,
+    *lesson06.__all__,
+    *lesson07.__all__,
 ]

@@ -5,9 +5,12 @@ Every explorer draws something sensible at every control value, including the ex
 shows a learner's bad input as a message instead of a traceback.
 """
 
-from . import alignment, luong, scaling
+from . import alignment, generation, heads, luong, positions, scaling
 from .alignment import *  # noqa: F403  (each module lists its names in __all__)
+from .generation import *  # noqa: F403
+from .heads import *  # noqa: F403
 from .luong import *  # noqa: F403
+from .positions import *  # noqa: F403
 from .quiz import quiz
 from .scaling import *  # noqa: F403
 from .seq2seq import bottleneck_explorer, highlight_errors, seq2seq_case
@@ -22,6 +25,9 @@ __all__ = [
     "softmax_explorer",
     "temperature_softmax",
     *alignment.__all__,
+    *generation.__all__,
+    *heads.__all__,
     *luong.__all__,
+    *positions.__all__,
     *scaling.__all__,
 ]
