@@ -22,10 +22,11 @@ from course_utils.exercises import (
     show_solution,
 )
 
+# every exercise of every lesson: SOLUTIONS["x"] is checked by the lesson's check_x
 CHECKERS = {
-    "softmax": check_softmax,
-    "pad_batch": check_pad_batch,
-    "greedy_step": check_greedy_step,
+    name: getattr(module, f"check_{name}")
+    for module in _LESSONS.values()
+    for name in module.SOLUTIONS
 }
 
 
@@ -40,6 +41,20 @@ def _assert_rejected(result: CheckResult, word: str) -> None:
 
 
 # ----------------------------------------------------------------------------- common behaviour
+
+
+def test_every_lesson_from_01_has_at_least_two_exercises():
+    counts = {number: len(module.SOLUTIONS) for number, module in _LESSONS.items()}
+    assert all(count >= 2 for number, count in counts.items() if number != "00"), counts
+
+
+@pytest.mark.parametrize("name", sorted(CHECKERS))
+def test_checker_leaves_the_learners_random_state_alone(name):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    CHECKERS[name](SOLUTIONS[name])
+    assert torch.equal(torch.rand(3), expected)
 
 
 @pytest.mark.parametrize("name", sorted(CHECKERS))
@@ -60,7 +75,7 @@ def test_a_stub_is_not_attempted_rather_than_a_crash(name):
 
 @pytest.mark.parametrize("name", sorted(CHECKERS))
 def test_a_crashing_function_is_reported_with_its_error(name):
-    def crashes(*args):
+    def crashes(*args, **kwargs):
         return 1 / 0
 
     result = CHECKERS[name](crashes)

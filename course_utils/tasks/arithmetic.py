@@ -17,10 +17,10 @@ from collections.abc import Sequence
 import torch
 
 from ..data import Vocab
+from .tagging import IGNORE_INDEX
 
 __all__ = [
     "ARITHMETIC_SYMBOLS",
-    "IGNORE_INDEX",
     "arithmetic_answer",
     "arithmetic_batch",
     "arithmetic_loader",
@@ -32,7 +32,6 @@ __all__ = [
 ]
 
 ARITHMETIC_SYMBOLS = "0123456789+="
-IGNORE_INDEX = -100  # F.cross_entropy's default ignore_index: positions without a loss
 
 Problem = tuple[str, str]  # (prompt "07+45=", answer "250")
 

@@ -12,8 +12,6 @@ from collections import Counter
 from collections.abc import Sequence
 
 import torch
-from torch.nn import functional as F
-from torch.utils.data import DataLoader, TensorDataset
 
 from ..data import Vocab
 
@@ -22,10 +20,7 @@ __all__ = [
     "bag_ceiling",
     "make_reversal_data",
     "order_vocab",
-    "reversal_loader",
     "reverse_tokens",
-    "tagging_accuracy",
-    "tagging_loss",
 ]
 
 ORDER_ALPHABET = "abcdefghijklmnop"  # 16 symbols: a bag of 8 rarely repeats one
@@ -61,37 +56,6 @@ def make_reversal_data(
     offset = len(Vocab.SPECIALS)  # symbol ids start after <pad>, <bos>, <eos>, <unk>
     tokens = torch.randint(n_symbols, (n, length), generator=generator) + offset
     return tokens, reverse_tokens(tokens)
-
-
-def reversal_loader(
-    tokens: torch.Tensor, targets: torch.Tensor, batch_size: int = 64, seed: int = 0
-) -> DataLoader:
-    """Shuffled ``(tokens, targets)`` batches in a seeded order (for ``training.fit``)."""
-    generator = torch.Generator().manual_seed(seed)
-    dataset = TensorDataset(tokens, targets)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=generator)
-
-
-def tagging_loss(model, batch) -> torch.Tensor:
-    """Cross-entropy of ``model(tokens) (B, T, C)`` against ``targets (B, T)`` at every position."""
-    tokens, targets = batch
-    logits = model(tokens)  # (B, T, C)
-    return F.cross_entropy(logits.flatten(0, 1), targets.flatten())
-
-
-@torch.no_grad()
-def tagging_accuracy(model, tokens: torch.Tensor, targets: torch.Tensor, batch_size=512) -> float:
-    """Share of positions whose argmax label is right, over ``tokens, targets (N, T)``."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    hits = 0
-    for start in range(0, len(tokens), batch_size):
-        chunk = tokens[start : start + batch_size].to(device)
-        predicted = model(chunk).argmax(dim=-1).cpu()  # (b, T)
-        hits += int((predicted == targets[start : start + batch_size]).sum())
-    model.train(was_training)
-    return hits / targets.numel()
 
 
 def bag_ceiling(tokens: torch.Tensor | Sequence[Sequence[int]]) -> float:

@@ -14,23 +14,19 @@ Labels are ``difference + num_values - 1``, classes ``0 .. 2 * num_values - 2``.
 from __future__ import annotations
 
 import torch
-from torch.nn import functional as F
 
-# IGNORE_INDEX (-100) is not re-exported: tasks.arithmetic exports the same name and value
+from .tagging import IGNORE_INDEX
+
 __all__ = [
     "RELATION_PAD",
     "decode_difference",
     "make_relation_task",
-    "relation_accuracy",
-    "relation_loader",
-    "relation_loss",
     "relation_num_classes",
     "relation_queries",
     "relation_targets",
     "relation_tokens_text",
 ]
 
-IGNORE_INDEX = -100  # F.cross_entropy's default ignore_index
 RELATION_PAD = 0  # token id 0 is padding; values are stored as value + 1
 
 
@@ -99,46 +95,3 @@ def relation_tokens_text(tokens) -> list[str]:
     """Token ids to the digits they stand for (``·`` for padding), for axis labels."""
     ids = tokens.tolist() if isinstance(tokens, torch.Tensor) else list(tokens)
     return ["·" if t == RELATION_PAD else str(t - 1) for t in ids]
-
-
-def relation_loader(
-    tokens: torch.Tensor, labels: torch.Tensor, batch_size: int = 64, seed: int = 0
-) -> torch.utils.data.DataLoader:
-    """Shuffled ``[tokens (B, T), labels (B, T)]`` batches in a seeded order."""
-    if tokens.shape != labels.shape:
-        raise ValueError(
-            f"tokens {tuple(tokens.shape)} and labels {tuple(labels.shape)} must match"
-        )
-    dataset = torch.utils.data.TensorDataset(tokens, labels)
-    generator = torch.Generator().manual_seed(seed)
-    return torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, shuffle=True, generator=generator
-    )
-
-
-def relation_loss(model: torch.nn.Module, batch) -> torch.Tensor:
-    """Cross-entropy of a tagger's logits ``(B, T, C)`` over the labelled positions, for
-    ``training.fit``."""
-    tokens, labels = batch
-    logits = model(tokens)  # (B, T, C)
-    return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
-
-
-@torch.no_grad()
-def relation_accuracy(
-    model: torch.nn.Module, tokens: torch.Tensor, labels: torch.Tensor, batch_size: int = 1024
-) -> float:
-    """Share of labelled positions whose predicted class is right."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    hits = total = 0
-    for start in range(0, len(tokens), batch_size):
-        chunk = tokens[start : start + batch_size].to(device)
-        target = labels[start : start + batch_size].to(device)
-        predicted = model(chunk).argmax(dim=-1)  # (B, T)
-        scored = target != IGNORE_INDEX
-        hits += int((predicted[scored] == target[scored]).sum())
-        total += int(scored.sum())
-    model.train(was_training)
-    return hits / max(total, 1)

@@ -87,16 +87,7 @@ class EncoderLayer(nn.Module):
         PyTorch's boolean masks mean True = *blocked*: pass ``~src_mask`` or
         ``~src_key_padding_mask`` here for the same result.
         """
-        ours = cls(
-            layer.linear1.in_features,
-            layer.self_attn.num_heads,
-            dim_feedforward=layer.linear1.out_features,
-            dropout=layer.dropout.p,
-            norm_first=layer.norm_first,
-            activation=_activation_name(layer.activation),
-            layer_norm_eps=layer.norm1.eps,
-            bias=layer.linear1.bias is not None,
-        )
+        ours = cls(**_settings_of(layer))
         ours.self_attn = MultiHeadAttention.from_torch(layer.self_attn)
         _copy_ffn_and_norms(ours, layer, ("norm1", "norm2"))
         return ours.to(layer.linear1.weight.device)
@@ -169,27 +160,28 @@ class DecoderLayer(nn.Module):
         PyTorch's boolean masks mean True = *blocked*: pass ``~tgt_mask`` and
         ``~memory_key_padding_mask`` here for the same result.
         """
-        ours = cls(
-            layer.linear1.in_features,
-            layer.self_attn.num_heads,
-            dim_feedforward=layer.linear1.out_features,
-            dropout=layer.dropout.p,
-            norm_first=layer.norm_first,
-            activation=_activation_name(layer.activation),
-            layer_norm_eps=layer.norm1.eps,
-            bias=layer.linear1.bias is not None,
-        )
+        ours = cls(**_settings_of(layer))
         ours.self_attn = MultiHeadAttention.from_torch(layer.self_attn)
         ours.cross_attn = MultiHeadAttention.from_torch(layer.multihead_attn)
         _copy_ffn_and_norms(ours, layer, ("norm1", "norm2", "norm3"))
         return ours.to(layer.linear1.weight.device)
 
 
-def _activation_name(activation) -> str:
-    name = {F.relu: "relu", F.gelu: "gelu"}.get(activation)
-    if name is None:
-        raise ValueError(f"unsupported activation {activation!r}: use relu or gelu")
-    return name
+def _settings_of(layer: nn.Module) -> dict:
+    """The constructor arguments that rebuild PyTorch's encoder or decoder ``layer`` here."""
+    activation = {F.relu: "relu", F.gelu: "gelu"}.get(layer.activation)
+    if activation is None:
+        raise ValueError(f"unsupported activation {layer.activation!r}: use relu or gelu")
+    return dict(
+        d_model=layer.linear1.in_features,
+        num_heads=layer.self_attn.num_heads,
+        dim_feedforward=layer.linear1.out_features,
+        dropout=layer.dropout.p,
+        norm_first=layer.norm_first,
+        activation=activation,
+        layer_norm_eps=layer.norm1.eps,
+        bias=layer.linear1.bias is not None,
+    )
 
 
 def _copy_ffn_and_norms(ours: nn.Module, layer: nn.Module, norms: tuple[str, ...]) -> None:
