@@ -11,7 +11,18 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 
-from . import lesson00, lesson01, lesson02, lesson03, lesson04, lesson05, lesson06, lesson07
+from . import (
+    lesson00,
+    lesson01,
+    lesson02,
+    lesson03,
+    lesson04,
+    lesson05,
+    lesson06,
+    lesson07,
+    lesson08,
+    lesson09,
+)
 from ._core import FAILED, NOT_ATTEMPTED, PASSED, CheckResult, Question
 from .lesson00 import check_softmax, reference_softmax
 from .lesson01 import (
@@ -26,6 +37,8 @@ from .lesson04 import *  # noqa: F403
 from .lesson05 import *  # noqa: F403
 from .lesson06 import *  # noqa: F403
 from .lesson07 import *  # noqa: F403
+from .lesson08 import *  # noqa: F403
+from .lesson09 import *  # noqa: F403
 
 _LESSONS = {
     "00": lesson00,
@@ -36,6 +49,8 @@ _LESSONS = {
     "05": lesson05,
     "06": lesson06,
     "07": lesson07,
+    "08": lesson08,
+    "09": lesson09,
 }
 
 SOLUTIONS: dict[str, Callable] = {
@@ -72,4 +87,6 @@ __all__ = [
     *lesson05.__all__,
     *lesson06.__all__,
     *lesson07.__all__,
+    *lesson08.__all__,
+    *lesson09.__all__,
 ]

@@ -5,7 +5,7 @@ Every explorer draws something sensible at every control value, including the ex
 shows a learner's bad input as a message instead of a traceback.
 """
 
-from . import alignment, generation, heads, luong, positions, scaling
+from . import alignment, generation, heads, luong, positions, scaling, translation, vision
 from .alignment import *  # noqa: F403  (each module lists its names in __all__)
 from .generation import *  # noqa: F403
 from .heads import *  # noqa: F403
@@ -15,6 +15,8 @@ from .quiz import quiz
 from .scaling import *  # noqa: F403
 from .seq2seq import bottleneck_explorer, highlight_errors, seq2seq_case
 from .softmax import entropy, softmax_explorer, temperature_softmax
+from .translation import *  # noqa: F403
+from .vision import *  # noqa: F403
 
 __all__ = [
     "bottleneck_explorer",
@@ -30,4 +32,6 @@ __all__ = [
     *luong.__all__,
     *positions.__all__,
     *scaling.__all__,
+    *translation.__all__,
+    *vision.__all__,
 ]
