@@ -279,3 +279,13 @@ def test_date_spans_find_year_month_and_day_in_every_format():
 def test_date_spans_refuse_what_is_not_a_date(bad):
     with pytest.raises(ValueError):
         date_spans(bad)
+
+
+def test_the_layer_slider_is_disabled_when_there_is_only_one_layer(model, vocabs):
+    src, tgt = vocabs
+    assert not translation_explorer(model, src, tgt).layer.disabled  # two decoder layers
+    torch.manual_seed(0)
+    one = Transformer(len(src), len(tgt), d_model=16, num_heads=2, num_decoder_layers=1, max_len=40)
+    box = translation_explorer(one.eval(), src, tgt)
+    assert box.layer.disabled and "1 decoder layer" in box.layer.tooltip
+    plt.close("all")

@@ -145,6 +145,8 @@ def translation_explorer(
         description="decoder layer",
         style=_WIDE,
         continuous_update=False,
+        disabled=num_layers == 1,  # nothing to choose: say so instead of an inert slider
+        tooltip=f"this model has {num_layers} decoder layer(s)",
     )
     head = widgets.Dropdown(
         options=[("mean of heads", MEAN_OF_HEADS)] + [(f"head {h}", h) for h in range(num_heads)],
