@@ -11,7 +11,7 @@ LAB_ARGS ?=
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: lab test unit nbval lint format bench outputs clean
+.PHONY: lab test unit nbval student lint format bench outputs clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed, found " + sys.version.split()[0] + ": set PYTHON=python3.11")'
@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/ $(ROOT_FLAG) $(LAB_ARGS)
 
-test: $(STAMP) lint unit nbval
+test: $(STAMP) lint unit nbval student
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -35,6 +35,12 @@ unit: $(STAMP)
 
 nbval: $(STAMP)
 	$(BIN)/pytest $(NBVAL) notebooks/
+
+# Student copies (solutions stubbed, outputs cleared) in student/, checked to run top to bottom.
+student: $(STAMP)
+	rm -rf student
+	$(BIN)/python -m course_utils.student notebooks/ student/
+	$(BIN)/pytest --nbval-lax --nbval-current-env -p no:cacheprovider student/
 
 format: $(STAMP)
 	$(BIN)/ruff format .
