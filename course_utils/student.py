@@ -81,6 +81,8 @@ def student_notebook(nb):
             )
             if has_solution and hidden and repeats_stub:
                 continue  # the learner already has this stub in the cell above
+            if has_solution:  # a stub to fill in must not stay collapsed
+                cell.metadata.get("jupyter", {}).pop("source_hidden", None)
             cell.outputs, cell.execution_count = [], None
             cell.metadata.pop("execution", None)
             previous_code = cell

@@ -58,6 +58,7 @@ def _toy_notebook():
     visible = nbformat.v4.new_code_cell(
         "### BEGIN SOLUTION\ndef g():\n    return 3\n### END SOLUTION"
     )
+    visible.metadata["jupyter"] = {"source_hidden": True}  # collapsed, but no stub above it
     for cell in (stub, solution, visible):
         cell.outputs = [nbformat.v4.new_output("stream", text="old output\n")]
         cell.execution_count = 1
@@ -71,6 +72,9 @@ def test_student_notebook_drops_repeated_stubs_and_clears_everything():
     sources = [cell.source for cell in copy.cells]
     assert len(sources) == 3 and "return 2 * x" not in "".join(sources)  # hidden solution dropped
     assert sources[2] == "def g():\n    # your code here\n    raise NotImplementedError"  # stubbed
+    assert not copy.cells[2].metadata["jupyter"].get("source_hidden"), (
+        "a stub must not be collapsed"
+    )
     assert all(
         not c.outputs and c.execution_count is None for c in copy.cells if c.cell_type == "code"
     )
