@@ -127,3 +127,16 @@ def test_one_big_head_and_many_small_heads_have_the_same_parameter_count():
     count = lambda module: sum(p.numel() for p in module.parameters())
     assert count(MultiHeadAttention(D_MODEL, 1)) == count(MultiHeadAttention(D_MODEL, 8))
     assert count(MultiHeadAttention(D_MODEL, 4)) == 4 * (D_MODEL * D_MODEL + D_MODEL)
+
+
+def test_an_ambiguous_2d_mask_is_refused_not_guessed():
+    """With B == L_q a (B, L_k) padding mask and a (L_q, L_k) causal mask have the same shape."""
+    attention = MultiHeadAttention(D_MODEL, HEADS)
+    x = torch.randn(3, 3, D_MODEL)
+    with pytest.raises(ValueError, match=r"ambiguous.*\(1, 1, L_q, L_k\)"):
+        attention(x, x, x, mask=causal_mask(3))
+    out, weights = attention(x, x, x, mask=causal_mask(3)[None, None])
+    assert torch.all(weights[..., 0, 1:] == 0)  # the first query sees only itself
+    y = torch.randn(2, 3, D_MODEL)
+    _, weights = attention(y, y, y, mask=causal_mask(3))  # B != L_q: read as causal
+    assert torch.all(weights[..., 0, 1:] == 0)

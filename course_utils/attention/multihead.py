@@ -42,15 +42,27 @@ class KVCache:
         return self.k, self.v
 
 
+def _as_4d(mask: torch.Tensor, batch: int, l_q: int, l_k: int) -> torch.Tensor:
+    """A 2-D mask as ``(B, 1, 1, L_k)`` (padding) or ``(1, 1, L_q, L_k)`` (per query)."""
+    padding = tuple(mask.shape) == (batch, l_k)
+    per_query = tuple(mask.shape) == (l_q, l_k)
+    if padding and per_query and batch > 1:
+        raise ValueError(
+            f"a 2-D mask {tuple(mask.shape)} is ambiguous when the batch size equals L_q "
+            f"({batch}): pass a padding mask as (B, 1, 1, L_k) or a causal mask as "
+            "(1, 1, L_q, L_k)"
+        )
+    return mask[:, None, None, :] if padding else mask[None, None]
+
+
 class MultiHeadAttention(nn.Module):
     """Vaswani et al. (2017): ``num_heads`` scaled dot-product attentions side by side.
 
     ``forward(query (B, L_q, d_model), key (B, L_k, d_model), value (B, L_k, d_model),
     mask=None, cache=None) -> (out (B, L_q, d_model), weights (B, H, L_q, L_k))``. ``mask`` is
     boolean, True = may attend: a ``(B, L_k)`` padding mask, or anything that broadcasts to
-    ``(B, H, L_q, L_k)`` (e.g. a ``(L_q, L_k)`` causal mask). A 2-D mask of shape
-    ``(B, L_k)`` is always read as padding: when the batch size could equal ``L_q``, pass a
-    causal mask as ``(1, 1, L_q, L_k)``. With a :class:`KVCache`, the new
+    ``(B, H, L_q, L_k)`` (e.g. a ``(L_q, L_k)`` causal mask). A 2-D mask that could be
+    either (B == L_q > 1) is refused: pass ``(B, 1, 1, L_k)`` or ``(1, 1, L_q, L_k)``. With a :class:`KVCache`, the new
     keys and values are appended to it and the queries attend over all cached positions (the
     mask must then cover them: ``L_k`` is the cache length). Dropout acts on the weights in
     training mode; the returned weights are before dropout.
@@ -94,8 +106,8 @@ class MultiHeadAttention(nn.Module):
         v = self.split_heads(self.W_v(value))  # (B, H, L_k, d_head)
         if cache is not None:
             k, v = cache.append(k, v)  # (B, H, L_cached + L_k, d_head)
-        if mask is not None and mask.dim() == 2 and tuple(mask.shape) == (k.shape[0], k.shape[2]):
-            mask = mask[:, None, None, :]  # padding mask (B, L_k) -> (B, 1, 1, L_k)
+        if mask is not None and mask.dim() == 2:
+            mask = _as_4d(mask, batch=k.shape[0], l_q=q.shape[2], l_k=k.shape[2])
         p = self.dropout if self.training else 0.0
         out, weights = scaled_dot_product_attention(q, k, v, mask=mask, dropout_p=p)
         return self.W_o(self.merge_heads(out)), weights  # (B, L_q, d_model), (B, H, L_q, L_k)

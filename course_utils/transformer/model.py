@@ -72,7 +72,7 @@ class Transformer(nn.Module):
         x = self._embed(self.src_embedding, src)
         self.encoder_attention = []
         for layer in self.encoder:
-            x, weights = layer(x, mask=src_mask)
+            x, weights = layer(x, mask=src_mask[:, None, None, :])  # (B, 1, 1, S)
             self.encoder_attention.append(weights.detach())
         return self.encoder_norm(x), src_mask
 

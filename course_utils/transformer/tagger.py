@@ -55,7 +55,8 @@ class TransformerTagger(nn.Module):
                 f"token ids must be in [0, {self.vocab_size}), got {int(tokens.min())}.."
                 f"{int(tokens.max())}"
             )
-        mask = None if self.pad_id is None else tokens != self.pad_id  # (B, T) keys
+        keys = None if self.pad_id is None else tokens != self.pad_id  # (B, T) real tokens
+        mask = None if keys is None else keys[:, None, None, :]  # (B, 1, 1, T)
         x = self.positions(self.embedding(tokens))  # (B, T, d_model)
         self.attention_weights = []
         for layer in self.layers:
