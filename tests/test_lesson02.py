@@ -342,14 +342,19 @@ def explorer(model, vocab):
     return alignment_explorer(model, PAIRS, vocab, vocab)
 
 
-def test_alignment_explorer_controls_change_the_output(explorer):
+def test_alignment_explorer_controls_change_the_output(explorer, shown):
     first_view, first_message = explorer.view.value, explorer.message.value
+    plots = {shown(explorer.out)}
     explorer.example.value = 2
     assert explorer.view.value != first_view and "012301230123" in explorer.view.value
+    plots.add(shown(explorer.out))
     explorer.step.value = 5
     assert explorer.message.value != first_message and "step 5" in explorer.message.value
+    plots.add(shown(explorer.out))
     explorer.own.value = "3210"
     assert "3210" in explorer.view.value and "target" not in explorer.view.value
+    plots.add(shown(explorer.out))
+    assert len(plots) == 4  # every change replaced the plot
 
 
 def test_alignment_explorer_works_at_the_slider_extremes(explorer):
@@ -363,12 +368,14 @@ def test_alignment_explorer_works_at_the_slider_extremes(explorer):
 
 
 @pytest.mark.parametrize("bad, words", [("01x", "not in the vocabulary"), ("0" * 13, "at most 12")])
-def test_alignment_explorer_shows_bad_input_as_a_message(explorer, bad, words):
+def test_alignment_explorer_shows_bad_input_as_a_message(explorer, bad, words, shown):
     explorer.own.value = bad
     assert "⚠️" in explorer.view.value and words in explorer.view.value
     assert explorer.message.value == ""
+    assert explorer.out.outputs == (), "no stale plot beside the message"
     explorer.own.value = ""
     assert "⚠️" not in explorer.view.value, "clearing the box goes back to the sliders"
+    shown(explorer.out)
 
 
 def test_alignment_explorer_refuses_an_empty_example_list(model, vocab):

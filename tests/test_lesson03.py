@@ -178,8 +178,9 @@ def test_alignment_case_rejects_bad_input(models):
         alignment_case(models["dot"], "", SRC, TGT)
 
 
-def test_explorer_controls_change_the_output(models):
+def test_explorer_controls_change_the_output(models, shown):
     explorer = luong_explorer(models, SRC, TGT, EXAMPLES)
+    plots = {shown(explorer.plot)}
     assert explorer.window.disabled, "the window means nothing to global attention"
     first = explorer.case
     explorer.example.value = 1
@@ -188,23 +189,28 @@ def test_explorer_controls_change_the_output(models):
     assert not explorer.window.disabled
     assert explorer.case["window"] == 2 and "window D = 2" in explorer.view.value
     before = explorer.case["weights"]
+    plots.add(shown(explorer.plot))
     explorer.window.value = 0
     assert explorer.case["window"] == 0
     assert not torch.equal(before, explorer.case["weights"])
+    plots.add(shown(explorer.plot))
+    assert len(plots) == 3
     explorer.window.value = explorer.window.max
     assert explorer.case["window"] == 30
     assert first["source"] == "14 July 1989"
 
 
-def test_explorer_shows_a_message_for_bad_input_and_recovers(models):
+def test_explorer_shows_a_message_for_bad_input_and_recovers(models, shown):
     explorer = luong_explorer(models, SRC, TGT, EXAMPLES)
     explorer.own.value = "July 4th ☃"
     assert explorer.case is None
     assert "not in the vocabulary" in explorer.view.value
+    assert explorer.plot.outputs == (), "no stale plot beside the message"
     explorer.own.value = "4 July 1976"
     assert explorer.case["source"] == "4 July 1976" and explorer.case["target"] is None
     explorer.own.value = ""
     assert explorer.case["source"] == "14 July 1989"
+    shown(explorer.plot)
 
 
 def test_explorer_needs_models_and_examples(models):

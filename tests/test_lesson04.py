@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import ipywidgets as widgets
-import matplotlib.pyplot as plt
 import pytest
 import torch
 from torch.nn import functional as F
@@ -218,9 +217,9 @@ def test_plot_scaling_draws_the_histogram_and_the_weights_at_the_extremes(d_k, s
     assert f"d_k = {d_k}" in fig._suptitle.get_text()
 
 
-def test_explorer_controls_change_the_readout_and_every_extreme_draws():
+def test_explorer_controls_change_the_readout_and_every_extreme_draws(shown):
     box = scaling_explorer(n_queries=64)
-    figures = len(plt.get_fignums())
+    plots = {shown(box.out)}
     assert isinstance(box, widgets.VBox)
     assert box.d_k.style.description_width == "initial"
     first = box.readout.value
@@ -232,7 +231,8 @@ def test_explorer_controls_change_the_readout_and_every_extreme_draws():
             assert f"d_k = {d_k}" in box.readout.value
             assert "⚠️" not in box.readout.value
             seen.add(box.readout.value)
+            plots.add(shown(box.out))
     assert len(seen) == 5
-    assert len(plt.get_fignums()) > figures  # every change drew a new figure
+    assert len(plots) == 5  # every setting drew its own plot, in place of the last one
     box.d_k.value, box.scaled.value = 1024, False
     assert "no scaling" in box.readout.value

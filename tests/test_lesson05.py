@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import ipywidgets as widgets
-import matplotlib.pyplot as plt
 import pytest
 import torch
 from torch import nn
@@ -369,7 +368,7 @@ def test_plot_attention_maps_draws_one_panel_per_layer_and_head(vocab):
         plot_attention_maps(maps, list("abcd"))
 
 
-def test_attention_explorer_follows_the_text_and_the_model_choice(vocab):
+def test_attention_explorer_follows_the_text_and_the_model_choice(vocab, shown):
     models = {"no positions": _tagger(vocab, "none"), "sinusoidal": _tagger(vocab)}
     box = self_attention_explorer(models, vocab, example="abcdef", target_fn=lambda s: s[::-1])
     assert isinstance(box, widgets.VBox)
@@ -378,11 +377,12 @@ def test_attention_explorer_follows_the_text_and_the_model_choice(vocab):
     assert "fedcba" in first and "no positions" in first
     box.choice.value = "sinusoidal"
     assert "sinusoidal" in box.view.value
-    figures = len(plt.get_fignums())
+    plots = {shown(box.out)}
     for text in ("a", "ponmlk"):  # the shortest and the longest input
         box.own.value = text
         assert "⚠️" not in box.view.value and text[::-1] in box.view.value
-    assert len(plt.get_fignums()) > figures  # every change drew
+        plots.add(shown(box.out))
+    assert len(plots) == 3  # every change drew
 
 
 @pytest.mark.parametrize(
@@ -393,11 +393,14 @@ def test_attention_explorer_follows_the_text_and_the_model_choice(vocab):
         ("abcdefg", "7 symbols is too long"),
     ],
 )
-def test_attention_explorer_shows_a_message_for_bad_input(vocab, text, words):
+def test_attention_explorer_shows_a_message_for_bad_input(vocab, text, words, shown):
     box = self_attention_explorer(_tagger(vocab), vocab)
     assert box.choice.disabled  # one model: nothing to choose
     box.own.value = text
     assert "⚠️" in box.view.value and words in box.view.value
+    assert box.out.outputs == (), "no stale plot beside the message"
+    box.own.value = "abc"
+    shown(box.out)
 
 
 def test_attention_explorer_notes_a_length_it_was_not_trained_on(vocab):
@@ -439,20 +442,20 @@ def test_plot_encoding_marks_the_choice_at_the_extremes(position, dimension):
     assert len(bars) == 65  # 64 dimensions, and the chosen one drawn again in orange
 
 
-def test_encoding_explorer_sliders_change_the_readout_and_every_extreme_draws():
+def test_encoding_explorer_sliders_change_the_readout_and_every_extreme_draws(shown):
     box = positional_encoding_explorer(max_len=32, d_model=16)
     assert box.position.max == 31 and box.dimension.max == 15
     assert box.position.style.description_width == "initial"
-    seen = {box.readout.value}
-    figures = len(plt.get_fignums())
+    seen, plots = {box.readout.value}, {shown(box.out)}
     for position in (0, 31):
         for dimension in (0, 15):
             box.position.value, box.dimension.value = position, dimension
             assert f"PE[{position}, {dimension}]" in box.readout.value
             assert "⚠️" not in box.readout.value
             seen.add(box.readout.value)
+            plots.add(shown(box.out))
     assert len(seen) == 5
-    assert len(plt.get_fignums()) > figures
+    assert len(plots) == 5
 
 
 def test_encoding_explorer_works_with_one_position_and_one_dimension():

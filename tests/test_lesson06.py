@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipywidgets as widgets
-import matplotlib.pyplot as plt
 import pytest
 import torch
 
@@ -259,7 +258,7 @@ def test_plot_heads_draws_all_heads_or_one(head):
         plot_heads(weights, list("abc"))
 
 
-def test_explorer_controls_change_the_view_and_every_extreme_draws():
+def test_explorer_controls_change_the_view_and_every_extreme_draws(shown):
     model = _model(num_heads=2)
     tokens, labels = make_relation_task(5, seed=0)
     box = heads_explorer(
@@ -274,8 +273,7 @@ def test_explorer_controls_change_the_view_and_every_extreme_draws():
     assert box.example.style.description_width == "initial"
     assert [v for _, v in box.layer.options] == [0, 1]
     assert [v for _, v in box.head.options] == [-1, 0, 1]  # all heads, then each head
-    figures = len(plt.get_fignums())
-    seen = {box.readout.value}
+    seen, plots = {box.readout.value}, {shown(box.out)}
     # each control to its extremes, one change at a time: every value must draw
     for name, value in [
         ("layer", 1),
@@ -291,8 +289,9 @@ def test_explorer_controls_change_the_view_and_every_extreme_draws():
         assert "offset -1" in box.readout.value and "offset +2" in box.readout.value
         assert "labelled positions right" in box.readout.value
         seen.add(box.readout.value)
+        plots.add(shown(box.out))
     assert len(seen) >= 3  # the layer and the example change the readout
-    assert len(plt.get_fignums()) > figures  # every change drew
+    assert len(plots) == 7  # every change drew a different plot
 
 
 def test_explorer_works_without_labels_or_offsets_and_rejects_empty_input():

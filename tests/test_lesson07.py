@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import ipywidgets as widgets
-import matplotlib.pyplot as plt
 import pytest
 import torch
 
@@ -428,7 +427,9 @@ def test_plot_visibility_draws_the_mask_or_the_weights_with_the_future_greyed():
 # ----------------------------------------------------------------------------- explorers
 
 
-def test_generation_explorer_controls_change_the_output_and_every_extreme_draws(model, vocab):
+def test_generation_explorer_controls_change_the_output_and_every_extreme_draws(
+    model, vocab, shown
+):
     box = generation_explorer(
         model, vocab, answer=lambda p: arithmetic_answer(*parse_problem(p, 2), 2)
     )
@@ -436,36 +437,38 @@ def test_generation_explorer_controls_change_the_output_and_every_extreme_draws(
     assert box.temperature.style.description_width == "initial"
     first = box.readout.value
     assert "Right answer: <code><b>250</b></code>" in first and "⚠️" not in first
-    figures = len(plt.get_fignums())
-    seen = {first}
+    seen, plots = {first}, {shown(box.out)}
     for temperature in (box.temperature.min, box.temperature.max):
         for top_k in (box.top_k.min, box.top_k.max):
             box.temperature.value, box.top_k.value = temperature, top_k
             assert "⚠️" not in box.readout.value
             seen.add(box.readout.value)
+            plots.add(shown(box.out))
     box.temperature.value, box.top_k.value = 0.0, 16
     assert "greedy (temperature 0)" in box.readout.value
     box.temperature.value = 1.0
     before = box.readout.value
     box.again.click()
     assert box.seed.value == 1 and box.readout.value != before
-    assert len(seen) >= 4
-    assert len(plt.get_fignums()) > figures
+    assert len(seen) >= 4 and len(plots) >= 4
 
 
 @pytest.mark.parametrize(
     ("prompt", "words"), [("", "type a prompt first"), ("hello", "not in the vocabulary")]
 )
-def test_generation_explorer_shows_bad_prompts_as_a_message(model, vocab, prompt, words):
+def test_generation_explorer_shows_bad_prompts_as_a_message(model, vocab, prompt, words, shown):
     box = generation_explorer(model, vocab)
     box.text.value = prompt
     assert "⚠️" in box.readout.value and words in box.readout.value
+    assert box.out.outputs == (), "no stale plot beside the message"
     box.text.value = "1"  # a one-character prompt that is no problem: samples, no right answer
     assert "⚠️" not in box.readout.value and "Right answer" not in box.readout.value
+    shown(box.out)
 
 
-def test_causal_explorer_follows_the_prompt_and_every_view_draws(model, vocab):
+def test_causal_explorer_follows_the_prompt_and_every_view_draws(model, vocab, shown):
     box = causal_explorer(model, vocab, prompt="07+45=250")
+    plots = {shown(box.out)}
     assert box.position.max == 8 and box.position.value == 8
     box.position.value = 0
     assert "position 0 (<b>0</b>)" in box.readout.value
@@ -474,15 +477,20 @@ def test_causal_explorer_follows_the_prompt_and_every_view_draws(model, vocab):
     box.position.value = 3
     box.text.value = "12"
     assert box.position.max == 1 and box.position.value == 1
+    plots.add(shown(box.out))
     box.view.value = "attention"
     for layer in (box.layer.min, box.layer.max):
         for head in (box.head.min, box.head.max):
             box.layer.value, box.head.value = layer, head
             assert "⚠️" not in box.readout.value
+            plots.add(shown(box.out))
+    assert len(plots) == 6  # the mask, a shorter prompt, and four layer/head maps
     box.text.value = "1"
     assert box.position.max == 0 and "⚠️" not in box.readout.value
+    shown(box.out)
     box.text.value = "a"
     assert "⚠️" in box.readout.value
+    assert box.out.outputs == (), "no stale plot beside the message"
 
 
 # ----------------------------------------------------------------------------- make bench

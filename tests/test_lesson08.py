@@ -232,29 +232,28 @@ def test_plot_checks_the_shape():
     plt.close("all")
 
 
-def test_the_explorer_draws_at_every_control_value_and_reports_bad_input(model, vocabs):
-    plt.close("all")
+def test_the_explorer_draws_at_every_control_value_and_reports_bad_input(model, vocabs, shown):
     box = translation_explorer(model, *vocabs, text="14 March 1987")
     assert isinstance(box, widgets.VBox)
     assert "→" in box.readout.value and "mean of the heads" in box.readout.value
-    seen = {box.readout.value}
+    seen, plots = {box.readout.value}, {shown(box.out)}
     for layer in (box.layer.min, box.layer.max):
         for _, head in box.head.options:
-            drawn = len(plt.get_fignums())
             box.layer.value, box.head.value = layer, head
             assert "⚠️" not in box.readout.value
             seen.add(box.readout.value)
-            assert len(plt.get_fignums()) >= drawn, (layer, head)
+            plots.add(shown(box.out))
     assert len(seen) >= 4
-    assert len(plt.get_fignums()) >= 4, "every setting draws a map"
+    assert len(plots) == len(seen), "every setting draws its own map"
     box.text.value = "7/2/2049"
     assert "7/2/2049" in box.readout.value
     for bad, words in [("", "empty"), ("14 März", "not in the vocabulary"), ("9" * 41, "at most")]:
         box.text.value = bad
         assert "⚠️" in box.readout.value and words in box.readout.value
+        assert box.out.outputs == (), "no stale map beside the message"
     box.text.value = "1"  # the shortest input draws too
     assert "⚠️" not in box.readout.value
-    plt.close("all")
+    shown(box.out)
 
 
 # ----------------------------------------------------------------------------- date spans

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import math
 import re
 
 import ipywidgets as widgets
+import matplotlib.pyplot as plt
 import pytest
 import torch
 from hypothesis import given, settings
@@ -90,11 +92,12 @@ def _readout_numbers(explorer) -> tuple[float, float]:
     return largest, ent
 
 
-def test_softmax_explorer_readout_follows_the_slider():
+def test_softmax_explorer_readout_follows_the_slider(shown):
     explorer = softmax_explorer()
-    before = explorer.readout.value
+    before, plot = explorer.readout.value, shown(explorer.out)
     explorer.slider.value = 5.0
     assert explorer.readout.value != before
+    assert shown(explorer.out) != plot
     assert "temperature 5.00" in explorer.readout.value
 
 
@@ -363,3 +366,28 @@ def test_quiz_buttons_grade_their_own_question():
 def test_quiz_escapes_html_in_prompts():
     box = quiz([Question("Is <b> bold?", ("yes", "no"), 0, "it is a tag")])
     assert "&lt;b&gt; bold" in _rows(box)[0]["prompt"].value
+
+
+# ----------------------------------------------------------------------------- showing a plot
+
+
+def test_show_figure_replaces_the_output_with_one_png_and_closes_the_figure():
+    from course_utils.widgets._show import clear, show_figure
+
+    out = widgets.Output()
+    for colour in ("red", "blue"):
+        fig, ax = plt.subplots(figsize=(2, 1))
+        ax.plot([0, 1], color=colour)
+        show_figure(out, fig)
+        assert plt.get_fignums() == [], "the figure is closed once it is shown"
+        (output,) = out.outputs  # replaced, not appended
+        png = base64.b64decode(output["data"]["image/png"])
+        assert png.startswith(b"\x89PNG") and output["data"]["text/plain"].startswith("<Figure")
+        if colour == "red":
+            first = png
+    assert png != first
+    plt.plot([0, 1])
+    show_figure(out)  # the current figure by default
+    assert len(out.outputs) == 1 and plt.get_fignums() == []
+    clear(out)
+    assert out.outputs == ()

@@ -8,12 +8,12 @@ from collections.abc import Sequence
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
-from IPython.display import clear_output
 from matplotlib.patches import Rectangle
 
 from ..data import Pair, Vocab
 from ..plots import plot_attention, plot_weights
 from ..seq2seq import Seq2Seq, decode_text
+from ._show import clear, show_figure
 from .seq2seq import highlight_errors
 
 __all__ = ["alignment_example", "alignment_explorer", "draw_step_alignment", "step_view"]
@@ -142,15 +142,12 @@ def alignment_explorer(
         except ValueError as err:
             view.value = f'<p style="color:#a50e0e">⚠️ {html.escape(str(err))}</p>'
             message.value = ""
-            with out:
-                clear_output(wait=True)
+            clear(out)
             return
         view.value = _case_html(case)
         message.value = step_view(case, step.value)[1]
-        with out:
-            clear_output(wait=True)
-            draw_step_alignment(case, step.value)
-            plt.show()
+        draw_step_alignment(case, step.value)
+        show_figure(out)
 
     for control in (example, step, own):
         control.observe(update, names="value")

@@ -13,7 +13,6 @@ from collections.abc import Callable
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import torch
-from IPython.display import clear_output
 from matplotlib.patches import Rectangle
 from torch.nn import functional as F
 
@@ -21,6 +20,7 @@ from ..attention import causal_mask
 from ..data import Vocab
 from ..plots import plot_attention
 from ..transformer import GPT
+from ._show import clear, show_figure
 
 __all__ = [
     "attention_map",
@@ -182,8 +182,7 @@ def generation_explorer(
             )
         except ValueError as err:
             readout.value = f'<p style="color:#a50e0e">⚠️ {html.escape(str(err))}</p>'
-            with out:
-                clear_output()
+            clear(out)
             return
         setting = _sampling_name(temperature.value, top_k.value, vocab_size)
         lines = "".join(
@@ -202,10 +201,8 @@ def generation_explorer(
             f"({float(probs.max()):.2f}).{right}</p><p>{n_samples} samples (seed "
             f"{int(seed.value)}):</p><ul>{lines}</ul>"
         )
-        with out:
-            clear_output(wait=True)
-            plot_next_token(probs, vocab, title=f"next token after {text.value!r}: {setting}")
-            plt.show()
+        plot_next_token(probs, vocab, title=f"next token after {text.value!r}: {setting}")
+        show_figure(out)
 
     def resample(_):
         seed.value = int(seed.value) + 1  # triggers update
@@ -323,8 +320,7 @@ def causal_explorer(model: GPT, vocab: Vocab, prompt: str = "07+45=250") -> widg
             encode_prompt(prompt_now, vocab, c.block_size)
         except ValueError as err:
             readout.value = f'<p style="color:#a50e0e">⚠️ {html.escape(str(err))}</p>'
-            with out:
-                clear_output()
+            clear(out)
             return
         last = len(prompt_now) - 1
         if position.max != last:  # keep the slider inside the prompt, without a nested redraw
@@ -341,10 +337,8 @@ def causal_explorer(model: GPT, vocab: Vocab, prompt: str = "07+45=250") -> widg
             if weights is None
             else f"trained attention, layer {layer.value}, head {head.value} (grey: masked)"
         )
-        with out:
-            clear_output(wait=True)
-            plot_visibility(prompt_now, weights, position.value, title=title)
-            plt.show()
+        plot_visibility(prompt_now, weights, position.value, title=title)
+        show_figure(out)
 
     for control in (text, view, layer, head, position):
         control.observe(update, names="value")

@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import torch
-from IPython.display import clear_output
 
 from ..plots import plot_attention
+from ._show import clear, show_figure
 
 __all__ = ["head_maps", "heads_explorer", "offset_mass", "plot_heads"]
 
@@ -179,14 +179,11 @@ def heads_explorer(
             readout.value = _readout_html(maps, layer.value, offsets, queries, text, verdict)
         except ValueError as err:
             readout.value = f'<p style="color:#a50e0e">⚠️ {html.escape(str(err))}</p>'
-            with out:
-                clear_output(wait=True)
+            clear(out)
             return
-        with out:
-            clear_output(wait=True)
-            chosen = None if head.value == ALL_HEADS else head.value
-            plot_heads(maps[layer.value][0], text, chosen, layer.value)
-            plt.show()
+        chosen = None if head.value == ALL_HEADS else head.value
+        plot_heads(maps[layer.value][0], text, chosen, layer.value)
+        show_figure(out)
 
     for control in (layer, head, example):
         control.observe(update, names="value")

@@ -13,6 +13,7 @@ from ..attention import LocalAttention
 from ..data import Pair, Vocab
 from ..plots import plot_attention
 from ..seq2seq import Seq2Seq, decode_text
+from ._show import clear, show_figure
 from .seq2seq import highlight_errors
 
 __all__ = ["alignment_case", "draw_alignment", "luong_explorer"]
@@ -170,14 +171,12 @@ def luong_explorer(
         except ValueError as err:
             box.case = None
             view.value = f'<p style="color:#a50e0e">⚠️ {html.escape(str(err))}</p>'
-            plot.clear_output()
+            clear(plot)
             return
         box.case = case
         view.value = _case_html(name, case)
-        with plot:
-            plot.clear_output(wait=True)
-            draw_alignment(case, title=f"{name} attention")
-            plt.show()
+        draw_alignment(case, title=f"{name} attention")
+        show_figure(plot)
 
     for control in (score, window, example, own):
         control.observe(update, names="value")

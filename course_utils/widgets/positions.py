@@ -16,12 +16,12 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from IPython.display import clear_output
 from matplotlib.patches import Rectangle
 
 from ..data import Vocab
 from ..plots import plot_attention
 from ..transformer import TransformerTagger, sinusoidal_positional_encoding
+from ._show import clear, show_figure
 from .seq2seq import highlight_errors
 
 __all__ = [
@@ -195,14 +195,11 @@ def self_attention_explorer(
             case = self_attention_case(model, own.value, vocab, target_fn)
         except ValueError as err:
             view.value = _warning(str(err))
-            with out:
-                clear_output()
+            clear(out)
             return
         view.value = _case_html(case, choice.value, trained_length)
-        with out:
-            clear_output(wait=True)
-            plot_attention_maps(case["maps"], list(case["source"]), f"{choice.value}: attention")
-            plt.show()
+        plot_attention_maps(case["maps"], list(case["source"]), f"{choice.value}: attention")
+        show_figure(out)
 
     choice.observe(update, names="value")
     own.observe(update, names="value")
@@ -342,10 +339,8 @@ def positional_encoding_explorer(max_len: int = 64, d_model: int = 64) -> widget
             readout.value = _warning(str(err))
             return
         readout.value = _readout_html(position.value, dimension.value, d_model, values)
-        with out:
-            clear_output(wait=True)
-            plot_encoding(position.value, dimension.value, max_len, d_model)
-            plt.show()
+        plot_encoding(position.value, dimension.value, max_len, d_model)
+        show_figure(out)
 
     position.observe(update, names="value")
     dimension.observe(update, names="value")

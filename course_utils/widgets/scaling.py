@@ -14,8 +14,8 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from IPython.display import clear_output
 
+from ._show import show_figure
 from .softmax import row_entropy
 
 __all__ = [
@@ -155,10 +155,8 @@ def scaling_explorer(n_keys: int = 16, n_queries: int = 256, seed: int = 0) -> w
             readout.value = f'<p style="color:#a50e0e">⚠️ {html.escape(str(err))}</p>'
             return
         readout.value = _readout_html(d_k.value, scaled.value, stats, n_keys)
-        with out:
-            clear_output(wait=True)
-            plot_scaling(scores, d_k.value, scaled.value)
-            plt.show()
+        plot_scaling(scores, d_k.value, scaled.value)
+        show_figure(out)
 
     d_k.observe(update, names="value")
     scaled.observe(update, names="value")

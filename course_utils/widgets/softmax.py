@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import ipywidgets as widgets
-import matplotlib.pyplot as plt
 import torch
-from IPython.display import clear_output
 
 from ..plots import plot_weights
+from ._show import show_figure
 
 
 def temperature_softmax(scores: Sequence[float] | torch.Tensor, temperature: float) -> torch.Tensor:
@@ -58,13 +57,11 @@ def softmax_explorer(
             f"entropy <b>{entropy(weights):.2f}</b> nats (uniform would be "
             f"{torch.log(torch.tensor(float(len(scores)))):.2f})"
         )
-        with out:
-            clear_output(wait=True)
-            plot_weights(weights, labels, title=f"softmax(scores / {slider.value:.2f})")
-            plt.show()
+        plot_weights(weights, labels, title=f"softmax(scores / {slider.value:.2f})")
+        show_figure(out)
 
     slider.observe(update, names="value")
     update()
     box = widgets.VBox([slider, readout, out])
-    box.slider, box.readout = slider, readout
+    box.slider, box.readout, box.out = slider, readout, out
     return box

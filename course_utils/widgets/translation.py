@@ -13,12 +13,12 @@ import re
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import torch
-from IPython.display import clear_output
 
 from ..data import Vocab
 from ..plots import plot_attention
 from ..seq2seq import check_source, translate
 from ..transformer import Transformer
+from ._show import clear, show_figure
 
 __all__ = [
     "MEAN_OF_HEADS",
@@ -164,8 +164,7 @@ def translation_explorer(
             )
         except ValueError as err:
             readout.value = f'<p style="color:#a50e0e">⚠️ {html.escape(str(err))}</p>'
-            with out:
-                clear_output()
+            clear(out)
             return
         which = "mean of the heads" if head.value == MEAN_OF_HEADS else f"head {head.value}"
         readout.value = (
@@ -174,15 +173,13 @@ def translation_explorer(
             f"layer {layer.value}, {which}: row t is the step that writes output character t, "
             f"the last row the end token ⏎; each row sums to 1 over the input.</p>"
         )
-        with out:
-            clear_output(wait=True)
-            plot_cross_attention(
-                weights,
-                box_text.value,
-                output,
-                title=f"cross-attention, decoder layer {layer.value}, {which}",
-            )
-            plt.show()
+        plot_cross_attention(
+            weights,
+            box_text.value,
+            output,
+            title=f"cross-attention, decoder layer {layer.value}, {which}",
+        )
+        show_figure(out)
 
     for control in (box_text, layer, head):
         control.observe(update, names="value")

@@ -15,11 +15,11 @@ import html
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import torch
-from IPython.display import clear_output
 from matplotlib.patches import Rectangle
 from torch.nn import functional as F
 
 from ..vit import VisionTransformer, attention_rollout, cls_attention_map
+from ._show import clear, show_figure
 
 __all__ = [
     "cls_attention",
@@ -227,8 +227,7 @@ def vit_explorer(
             probs = classify_image(model, image)
         except ValueError as err:
             readout.value = f'<p style="color:#a50e0e">⚠️ {html.escape(str(err))}</p>'
-            with out:
-                clear_output()
+            clear(out)
             return
         guess = int(probs.argmax())
         verdict = "✓ right" if guess == label else "✗ wrong"
@@ -244,22 +243,19 @@ def vit_explorer(
             f"(p = {float(probs[guess]):.2f}) {verdict}. CLS attention ({where}{which}) is "
             f"largest on patch {top} ({float(attention.max()):.2f}).</p>"
         )
-        with out:
-            clear_output(wait=True)
-            fig, (ax_image, ax_probs) = plt.subplots(
-                1, 2, figsize=(7.5, 3.2), gridspec_kw={"width_ratios": [1, 1.4]}
-            )
-            plot_attention_overlay(image, attention, ax=ax_image, title=f"CLS attention: {where}")
-            colours = ["#55a868" if c == label else "#c8c8c8" for c in range(len(probs))]
-            if guess != label:
-                colours[guess] = "#c44e52"
-            ax_probs.bar(range(len(probs)), probs.numpy(), color=colours)
-            ax_probs.set_xticks(range(len(probs)))
-            ax_probs.set(ylim=(0, 1.05), xlabel="class", ylabel="probability")
-            ax_probs.set_title("prediction (green = true label)", fontsize=9)
-            fig.tight_layout()
-            plt.show()
-            plt.close(fig)
+        fig, (ax_image, ax_probs) = plt.subplots(
+            1, 2, figsize=(7.5, 3.2), gridspec_kw={"width_ratios": [1, 1.4]}
+        )
+        plot_attention_overlay(image, attention, ax=ax_image, title=f"CLS attention: {where}")
+        colours = ["#55a868" if c == label else "#c8c8c8" for c in range(len(probs))]
+        if guess != label:
+            colours[guess] = "#c44e52"
+        ax_probs.bar(range(len(probs)), probs.numpy(), color=colours)
+        ax_probs.set_xticks(range(len(probs)))
+        ax_probs.set(ylim=(0, 1.05), xlabel="class", ylabel="probability")
+        ax_probs.set_title("prediction (green = true label)", fontsize=9)
+        fig.tight_layout()
+        show_figure(out)
 
     for control in (picker, layer, head):
         control.observe(update, names="value")
