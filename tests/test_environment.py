@@ -57,7 +57,8 @@ def test_ci_runs_the_readme_test_command():
 
 def test_make_test_runs_lint_units_and_strict_nbval_on_every_notebook():
     makefile = (ROOT / "Makefile").read_text()
-    assert re.search(r"^test: .*lint.*unit.*nbval.*student", makefile, re.MULTILINE)
+    assert re.search(r"^test: .*lint.*unit.*nbval.*student.*browser", makefile, re.MULTILINE)
+    assert "$(BIN)/pytest tests --ignore=tests/browser" in makefile  # the browser test runs once
     assert "--nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg" in makefile
     assert re.search(r"^\t\$\(BIN\)/pytest \$\(NBVAL\) notebooks/$", makefile, re.MULTILINE)
     # lax mode (outputs not compared) only for the student copies, never for the lessons
@@ -77,3 +78,18 @@ def test_no_registry_or_download_host_is_named_in_the_code():
     files = [*ROOT.glob("course_utils/*.py"), ROOT / "Makefile", ROOT / ".ci" / "run"]
     offenders = [str(f.relative_to(ROOT)) for f in files if pattern.search(f.read_text())]
     assert offenders == []
+
+
+def test_the_browser_test_uses_the_system_chromium_and_ci_installs_it():
+    makefile = (ROOT / "Makefile").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    browser_extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]["browser"]
+    assert all(re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][0-9A-Za-z.]*", r) for r in browser_extra)
+    assert "'.[dev,browser]'" in makefile
+    assert "playwright install" not in makefile + ci, "never a downloaded browser"
+    assert re.search(r"apt-get install .*\bchromium\b", ci)
+    assert "export REQUIRE_BROWSER=1" in ci
+    # without Chromium, make browser says so plainly (and fails only when a browser is required)
+    assert "SKIPPED, no Chromium" in makefile and 'test "$(REQUIRE_BROWSER)" != 1' in makefile
