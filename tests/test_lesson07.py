@@ -478,7 +478,9 @@ def test_causal_explorer_follows_the_prompt_and_every_view_draws(model, vocab, s
     box.text.value = "12"
     assert box.position.max == 1 and box.position.value == 1
     plots.add(shown(box.out))
+    assert box.layer.disabled and box.head.disabled, "they change nothing in the mask view"
     box.view.value = "attention"
+    assert not box.layer.disabled and not box.head.disabled
     for layer in (box.layer.min, box.layer.max):
         for head in (box.head.min, box.head.max):
             box.layer.value, box.head.value = layer, head
@@ -507,3 +509,12 @@ def test_bench_kv_cache_prints_the_table(monkeypatch, capsys):
     assert lines[1].split() == ["prompt", "new", "uncached", "s", "cached", "s", "speed-up"]
     assert [line.split()[:2] for line in lines[2:]] == [["4", "8"], ["4", "16"]]
     assert all(line.endswith("x") for line in lines[2:])
+
+
+def test_causal_explorer_disables_a_slider_with_one_value(vocab, shown):
+    torch.manual_seed(0)
+    one = GPT(GPTConfig(len(vocab), block_size=16, d_model=8, num_heads=1, num_layers=1)).eval()
+    box = causal_explorer(one, vocab)
+    box.view.value = "attention"
+    assert box.layer.disabled and box.head.disabled  # one layer, one head: nothing to pick
+    shown(box.out)  # and the single map still draws

@@ -300,10 +300,13 @@ def causal_explorer(model: GPT, vocab: Vocab, prompt: str = "07+45=250") -> widg
         description="show",
         style=_WIDE,
     )
+    mask_note = "for the trained attention; the causal mask is the same in every layer and head"
     layer = widgets.IntSlider(
-        value=0, min=0, max=c.num_layers - 1, description="layer", style=_WIDE
+        value=0, min=0, max=c.num_layers - 1, description="layer", style=_WIDE, tooltip=mask_note
     )
-    head = widgets.IntSlider(value=0, min=0, max=c.num_heads - 1, description="head", style=_WIDE)
+    head = widgets.IntSlider(
+        value=0, min=0, max=c.num_heads - 1, description="head", style=_WIDE, tooltip=mask_note
+    )
     position = widgets.IntSlider(
         value=max(len(prompt) - 1, 0),
         min=0,
@@ -328,6 +331,10 @@ def causal_explorer(model: GPT, vocab: Vocab, prompt: str = "07+45=250") -> widg
             position.value = min(position.value, last)
             position.max = last
             position.observe(update, names="value")
+        # The mask is the same for every layer and head: those sliders only mean something
+        # for the trained attention (or when there is more than one to choose from).
+        layer.disabled = view.value == "mask" or c.num_layers == 1
+        head.disabled = view.value == "mask" or c.num_heads == 1
         weights = None
         if view.value == "attention":
             weights = attention_map(model, vocab, prompt_now, layer.value, head.value)
