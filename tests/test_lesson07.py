@@ -446,6 +446,11 @@ def test_generation_explorer_controls_change_the_output_and_every_extreme_draws(
             plots.add(shown(box.out))
     box.temperature.value, box.top_k.value = 0.0, 16
     assert "greedy (temperature 0)" in box.readout.value
+    assert box.top_k.disabled and box.seed.disabled and box.again.disabled  # they change nothing
+    box.temperature.value, box.top_k.value = 1.0, 1
+    assert not box.top_k.disabled and box.seed.disabled and box.again.disabled
+    box.top_k.value = 16
+    assert not (box.top_k.disabled or box.seed.disabled or box.again.disabled)
     box.temperature.value = 1.0
     before = box.readout.value
     box.again.click()

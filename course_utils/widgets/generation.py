@@ -159,13 +159,21 @@ def generation_explorer(
         description="top-k",
         style=_WIDE,
         continuous_update=False,
+        tooltip="keep the k most likely tokens; off at temperature 0, where greedy takes the top one",
     )
-    seed = widgets.IntText(value=0, description="seed", style=_WIDE, layout={"width": "140px"})
-    again = widgets.Button(description="sample again", button_style="info")
+    still = "off when sampling cannot vary: temperature 0 or top-k 1"
+    seed = widgets.IntText(
+        value=0, description="seed", style=_WIDE, layout={"width": "140px"}, tooltip=still
+    )
+    again = widgets.Button(description="sample again", button_style="info", tooltip=still)
     readout = widgets.HTML()
     out = widgets.Output()
 
     def update(_=None):
+        # Controls that could change nothing are shown off: greedy decoding ignores top-k, and
+        # a seed only matters when more than one token can be drawn.
+        top_k.disabled = temperature.value == 0
+        seed.disabled = again.disabled = temperature.value == 0 or top_k.value == 1
         try:
             probs = next_token_probabilities(
                 model, vocab, text.value, temperature.value, top_k.value
