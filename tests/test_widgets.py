@@ -391,3 +391,10 @@ def test_show_figure_replaces_the_output_with_one_png_and_closes_the_figure():
     assert len(out.outputs) == 1 and plt.get_fignums() == []
     clear(out)
     assert out.outputs == ()
+
+
+def test_warning_html_escapes_the_message():
+    from course_utils.widgets._show import warning_html
+
+    line = warning_html(ValueError("symbol '<' is not in the vocabulary"))
+    assert "⚠️" in line and "&lt;" in line and "<'" not in line

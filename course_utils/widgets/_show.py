@@ -1,4 +1,5 @@
-"""Show a figure in an explorer's ``ipywidgets.Output`` by setting its ``outputs``.
+"""How the explorers show things: a figure in their ``ipywidgets.Output`` (set as its
+``outputs``), nothing (``clear``), or a warning line (``warning_html``).
 
 The explorers do not draw with ``with out: clear_output(wait=True); plt.show()``. That routes
 the figure through the kernel's output capture (the widget collects the messages sent while it
@@ -12,6 +13,7 @@ plain widget state: the latest value wins in the browser, in a saved notebook an
 from __future__ import annotations
 
 import base64
+import html
 import io
 
 import ipywidgets as widgets
@@ -45,3 +47,8 @@ def show_figure(out: widgets.Output, fig: Figure | None = None) -> None:
 def clear(out: widgets.Output) -> None:
     """Show nothing in ``out`` (the explorer's text says why)."""
     out.outputs = ()
+
+
+def warning_html(message: object) -> str:
+    """The explorers' one way to say why nothing is drawn: a red line, HTML-escaped."""
+    return f'<p style="color:#a50e0e">⚠️ {html.escape(str(message))}</p>'

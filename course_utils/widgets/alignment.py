@@ -13,7 +13,7 @@ from matplotlib.patches import Rectangle
 from ..data import Pair, Vocab
 from ..plots import plot_attention, plot_weights
 from ..seq2seq import Seq2Seq, decode_text
-from ._show import clear, show_figure
+from ._show import clear, show_figure, warning_html
 from .seq2seq import highlight_errors
 
 __all__ = ["alignment_example", "alignment_explorer", "draw_step_alignment", "step_view"]
@@ -140,7 +140,7 @@ def alignment_explorer(
                 source, target = pairs[example.value]
                 case = alignment_example(model, source, src_vocab, tgt_vocab, target)
         except ValueError as err:
-            view.value = f'<p style="color:#a50e0e">⚠️ {html.escape(str(err))}</p>'
+            view.value = warning_html(err)
             message.value = ""
             clear(out)
             return

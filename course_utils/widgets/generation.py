@@ -20,7 +20,7 @@ from ..attention import causal_mask
 from ..data import Vocab
 from ..plots import plot_attention
 from ..transformer import GPT
-from ._show import clear, show_figure
+from ._show import clear, show_figure, warning_html
 
 __all__ = [
     "attention_map",
@@ -189,7 +189,7 @@ def generation_explorer(
                 int(seed.value),
             )
         except ValueError as err:
-            readout.value = f'<p style="color:#a50e0e">⚠️ {html.escape(str(err))}</p>'
+            readout.value = warning_html(err)
             clear(out)
             return
         setting = _sampling_name(temperature.value, top_k.value, vocab_size)
@@ -330,7 +330,7 @@ def causal_explorer(model: GPT, vocab: Vocab, prompt: str = "07+45=250") -> widg
         try:
             encode_prompt(prompt_now, vocab, c.block_size)
         except ValueError as err:
-            readout.value = f'<p style="color:#a50e0e">⚠️ {html.escape(str(err))}</p>'
+            readout.value = warning_html(err)
             clear(out)
             return
         last = len(prompt_now) - 1

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from ..plots import plot_attention
-from ._show import clear, show_figure
+from ._show import clear, show_figure, warning_html
 
 __all__ = ["head_maps", "heads_explorer", "offset_mass", "plot_heads"]
 
@@ -178,7 +178,7 @@ def heads_explorer(
             text = token_text(row)
             readout.value = _readout_html(maps, layer.value, offsets, queries, text, verdict)
         except ValueError as err:
-            readout.value = f'<p style="color:#a50e0e">⚠️ {html.escape(str(err))}</p>'
+            readout.value = warning_html(err)
             clear(out)
             return
         chosen = None if head.value == ALL_HEADS else head.value

@@ -13,7 +13,7 @@ from ..attention import LocalAttention
 from ..data import Pair, Vocab
 from ..plots import plot_attention
 from ..seq2seq import Seq2Seq, decode_text
-from ._show import clear, show_figure
+from ._show import clear, show_figure, warning_html
 from .seq2seq import highlight_errors
 
 __all__ = ["alignment_case", "draw_alignment", "luong_explorer"]
@@ -170,7 +170,7 @@ def luong_explorer(
             )
         except ValueError as err:
             box.case = None
-            view.value = f'<p style="color:#a50e0e">⚠️ {html.escape(str(err))}</p>'
+            view.value = warning_html(err)
             clear(plot)
             return
         box.case = case

@@ -21,7 +21,7 @@ from matplotlib.patches import Rectangle
 from ..data import Vocab
 from ..plots import plot_attention
 from ..transformer import TransformerTagger, sinusoidal_positional_encoding
-from ._show import clear, show_figure
+from ._show import clear, show_figure, warning_html
 from .seq2seq import highlight_errors
 
 __all__ = [
@@ -36,10 +36,6 @@ __all__ = [
 ]
 
 BASE = 10000.0
-
-
-def _warning(message: str) -> str:
-    return f'<p style="color:#a50e0e">⚠️ {html.escape(message)}</p>'
 
 
 # ----------------------------------------------------------------------------- attention maps
@@ -194,7 +190,7 @@ def self_attention_explorer(
         try:
             case = self_attention_case(model, own.value, vocab, target_fn)
         except ValueError as err:
-            view.value = _warning(str(err))
+            view.value = warning_html(err)
             clear(out)
             return
         view.value = _case_html(case, choice.value, trained_length)
@@ -336,7 +332,8 @@ def positional_encoding_explorer(max_len: int = 64, d_model: int = 64) -> widget
         try:
             values = encoding_readout(position.value, dimension.value, max_len, d_model)
         except ValueError as err:
-            readout.value = _warning(str(err))
+            readout.value = warning_html(err)
+            clear(out)
             return
         readout.value = _readout_html(position.value, dimension.value, d_model, values)
         plot_encoding(position.value, dimension.value, max_len, d_model)

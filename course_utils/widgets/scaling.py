@@ -7,7 +7,6 @@ its Jacobian diag(w) - w wᵀ, the gradient that reaches the scores, vanishes.
 
 from __future__ import annotations
 
-import html
 import math
 
 import ipywidgets as widgets
@@ -15,7 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ._show import show_figure
+from ._show import clear, show_figure, warning_html
 from .softmax import row_entropy
 
 __all__ = [
@@ -152,7 +151,8 @@ def scaling_explorer(n_keys: int = 16, n_queries: int = 256, seed: int = 0) -> w
             scores = sample_scores(d_k.value, scaled.value, n_queries, n_keys, seed)
             stats = _statistics(scores)
         except ValueError as err:
-            readout.value = f'<p style="color:#a50e0e">⚠️ {html.escape(str(err))}</p>'
+            readout.value = warning_html(err)
+            clear(out)
             return
         readout.value = _readout_html(d_k.value, scaled.value, stats, n_keys)
         plot_scaling(scores, d_k.value, scaled.value)

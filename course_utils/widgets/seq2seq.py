@@ -9,6 +9,7 @@ import ipywidgets as widgets
 
 from ..data import Vocab, task_target
 from ..seq2seq import Seq2Seq, translate
+from ._show import warning_html
 
 
 def highlight_errors(target: str, output: str) -> str:
@@ -87,7 +88,7 @@ def bottleneck_explorer(
         try:
             view.value = _case_html(seq2seq_case(model, source, vocab, task))
         except ValueError as err:
-            view.value = f'<p style="color:#a50e0e">⚠️ {html.escape(str(err))}</p>'
+            view.value = warning_html(err)
 
     for control in (length, example, own):
         control.observe(update, names="value")

@@ -18,7 +18,7 @@ from ..data import Vocab
 from ..plots import plot_attention
 from ..seq2seq import check_source, translate
 from ..transformer import Transformer
-from ._show import clear, show_figure
+from ._show import clear, show_figure, warning_html
 
 __all__ = [
     "MEAN_OF_HEADS",
@@ -163,7 +163,7 @@ def translation_explorer(
                 model, box_text.value, src_vocab, tgt_vocab, layer.value, head.value, max_chars
             )
         except ValueError as err:
-            readout.value = f'<p style="color:#a50e0e">⚠️ {html.escape(str(err))}</p>'
+            readout.value = warning_html(err)
             clear(out)
             return
         which = "mean of the heads" if head.value == MEAN_OF_HEADS else f"head {head.value}"

@@ -10,8 +10,6 @@ the prediction.
 
 from __future__ import annotations
 
-import html
-
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import torch
@@ -19,7 +17,7 @@ from matplotlib.patches import Rectangle
 from torch.nn import functional as F
 
 from ..vit import VisionTransformer, attention_rollout, cls_attention_map
-from ._show import clear, show_figure
+from ._show import clear, show_figure, warning_html
 
 __all__ = [
     "cls_attention",
@@ -226,7 +224,7 @@ def vit_explorer(
             attention = cls_attention(model, image, layer.value, head.value)
             probs = classify_image(model, image)
         except ValueError as err:
-            readout.value = f'<p style="color:#a50e0e">⚠️ {html.escape(str(err))}</p>'
+            readout.value = warning_html(err)
             clear(out)
             return
         guess = int(probs.argmax())
