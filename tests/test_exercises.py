@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from checks import assert_rejected
 
 from course_utils.exercises import (
     _LESSONS,
@@ -32,12 +33,6 @@ CHECKERS = {
 
 def _stub(*args, **kwargs):
     raise NotImplementedError
-
-
-def _assert_rejected(result: CheckResult, word: str) -> None:
-    assert result.status == FAILED, result
-    assert not result.passed
-    assert word in result.message, result.message
 
 
 # ----------------------------------------------------------------------------- common behaviour
@@ -79,13 +74,13 @@ def test_a_crashing_function_is_reported_with_its_error(name):
         return 1 / 0
 
     result = CHECKERS[name](crashes)
-    _assert_rejected(result, "raised ZeroDivisionError")
+    assert_rejected(result, "raised ZeroDivisionError")
 
 
 @pytest.mark.parametrize("name", sorted(CHECKERS))
 def test_a_non_callable_fails_with_a_clear_message(name):
     result = CHECKERS[name](42)
-    _assert_rejected(result, "expected a function, got int")
+    assert_rejected(result, "expected a function, got int")
 
 
 @pytest.mark.parametrize("number", sorted(_LESSONS))
@@ -151,7 +146,7 @@ def _softmax_clamped(x):
     ids=lambda v: getattr(v, "__name__", None),
 )
 def test_check_softmax_rejects_typical_mistakes(wrong, word):
-    _assert_rejected(check_softmax(wrong), word)
+    assert_rejected(check_softmax(wrong), word)
 
 
 def test_check_softmax_accepts_torch_softmax():
@@ -205,7 +200,7 @@ def _scrambled(seqs, pad_id):
     ids=lambda v: getattr(v, "__name__", None),
 )
 def test_check_pad_batch_rejects_typical_mistakes(wrong, word):
-    _assert_rejected(check_pad_batch(wrong), word)
+    assert_rejected(check_pad_batch(wrong), word)
 
 
 def test_check_pad_batch_rejects_a_transposed_batch():
@@ -214,7 +209,7 @@ def test_check_pad_batch_rejects_a_transposed_batch():
         return padded.T, lengths
 
     # (3, 3) stays (3, 3) when transposed: the content check must catch it
-    _assert_rejected(check_pad_batch(transposed), "expected")
+    assert_rejected(check_pad_batch(transposed), "expected")
 
 
 # ----------------------------------------------------------------------------- greedy_step
@@ -270,7 +265,7 @@ def _shifted_state(decoder, token, state):
     ids=lambda v: getattr(v, "__name__", None),
 )
 def test_check_greedy_step_rejects_typical_mistakes(wrong, word):
-    _assert_rejected(check_greedy_step(wrong), word)
+    assert_rejected(check_greedy_step(wrong), word)
 
 
 # ----------------------------------------------------------------------------- solutions, results

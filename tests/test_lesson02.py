@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from checks import assert_rejected
 
 from course_utils.data import Vocab
 from course_utils.exercises import (
-    FAILED,
     NOT_ATTEMPTED,
     PASSED,
     QUIZZES,
@@ -46,11 +46,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _stub(*args, **kwargs):
     raise NotImplementedError
-
-
-def _rejected(result, words: str) -> None:
-    assert result.status == FAILED, result
-    assert words in result.message, result.message
 
 
 # ----------------------------------------------------------------------------- check_additive_score
@@ -100,7 +95,7 @@ def _unsqueezed(q, k, W_q, W_k, v):
     ],
 )
 def test_additive_score_checker_names_the_mistake(wrong, words):
-    _rejected(check_additive_score(wrong), words)
+    assert_rejected(check_additive_score(wrong), words)
 
 
 # ----------------------------------------------------------------------------- check_attention_context
@@ -162,7 +157,7 @@ def _swapped_outputs(scores, values, mask):
     ],
 )
 def test_attention_context_checker_names_the_mistake(wrong, words):
-    _rejected(check_attention_context(wrong), words)
+    assert_rejected(check_attention_context(wrong), words)
 
 
 def test_lesson02_has_a_quiz():

@@ -6,11 +6,11 @@ import math
 
 import pytest
 import torch
+from checks import assert_rejected
 
 from course_utils.attention import LocalAttention, LuongAttention
 from course_utils.data import Vocab
 from course_utils.exercises import (
-    FAILED,
     check_general_score,
     check_local_window,
     reference_general_score,
@@ -19,12 +19,6 @@ from course_utils.exercises import (
 from course_utils.exercises.lesson03 import QUIZ
 from course_utils.seq2seq import build_attention_model
 from course_utils.widgets import alignment_case, draw_alignment, luong_explorer
-
-
-def _assert_rejected(result, words: str) -> None:
-    assert result.status == FAILED, result
-    assert words in result.message, result.message
-
 
 # ----------------------------------------------------------------------------- checkers
 
@@ -61,7 +55,7 @@ GENERAL_MISTAKES = {
 @pytest.mark.parametrize("mistake", sorted(GENERAL_MISTAKES))
 def test_general_score_checker_names_the_mistake(mistake):
     fn, words = GENERAL_MISTAKES[mistake]
-    _assert_rejected(check_general_score(fn), words)
+    assert_rejected(check_general_score(fn), words)
 
 
 def _slice_window(p_t, length, window):  # a negative start wraps around in Python slicing
@@ -99,7 +93,7 @@ WINDOW_MISTAKES = {
 @pytest.mark.parametrize("mistake", sorted(WINDOW_MISTAKES))
 def test_local_window_checker_names_the_mistake(mistake):
     fn, words = WINDOW_MISTAKES[mistake]
-    _assert_rejected(check_local_window(fn), words)
+    assert_rejected(check_local_window(fn), words)
 
 
 def test_the_local_window_reference_matches_local_attention():

@@ -7,11 +7,11 @@ import math
 import ipywidgets as widgets
 import pytest
 import torch
+from checks import assert_rejected
 from torch.nn import functional as F
 
 from course_utils.attention import causal_mask, scaled_dot_product_attention
 from course_utils.exercises import (
-    FAILED,
     QUIZZES,
     check_causal_mask,
     check_scaled_attention,
@@ -28,12 +28,6 @@ from course_utils.widgets import (
     softmax_grad_norm,
     softmax_jacobian,
 )
-
-
-def _assert_rejected(result, words: str) -> None:
-    assert result.status == FAILED, result
-    assert words in result.message, result.message
-
 
 # ----------------------------------------------------------------------------- checkers: common
 
@@ -97,14 +91,14 @@ def test_scaled_attention_accepts_the_reference_by_another_route():
     ids=["no-scale", "scale-by-d_k", "softmax-dim-2", "weights@k", "inverted", "-inf", "uniform"],
 )
 def test_scaled_attention_names_the_typical_mistake(wrong, words):
-    _assert_rejected(check_scaled_attention(wrong), words)
+    assert_rejected(check_scaled_attention(wrong), words)
 
 
 def test_scaled_attention_rejects_an_ignored_mask():
     def ignores_mask(q, k, v, mask=None):
         return reference_scaled_attention(q, k, v)
 
-    _assert_rejected(check_scaled_attention(ignores_mask), "the mask was ignored")
+    assert_rejected(check_scaled_attention(ignores_mask), "the mask was ignored")
 
 
 def test_scaled_attention_rejects_masking_the_weights_after_the_softmax():
@@ -113,14 +107,14 @@ def test_scaled_attention_rejects_masking_the_weights_after_the_softmax():
         weights = weights * mask if mask is not None else weights
         return weights @ v, weights
 
-    _assert_rejected(check_scaled_attention(masks_after), "mask the scores before the softmax")
+    assert_rejected(check_scaled_attention(masks_after), "mask the scores before the softmax")
 
 
 def test_scaled_attention_asks_for_a_pair():
     def out_only(q, k, v, mask=None):
         return reference_scaled_attention(q, k, v, mask)[0]
 
-    _assert_rejected(check_scaled_attention(out_only), "return a pair: (out, weights)")
+    assert_rejected(check_scaled_attention(out_only), "return a pair: (out, weights)")
 
 
 # ----------------------------------------------------------------------------- causal mask
@@ -144,7 +138,7 @@ def test_scaled_attention_asks_for_a_pair():
     ids=["triu", "no-diagonal", "inverted", "additive", "float", "all-true", "list", "shape"],
 )
 def test_causal_mask_names_the_typical_mistake(wrong, words):
-    _assert_rejected(check_causal_mask(wrong), words)
+    assert_rejected(check_causal_mask(wrong), words)
 
 
 # ----------------------------------------------------------------------------- explorer logic

@@ -7,11 +7,11 @@ import math
 import ipywidgets as widgets
 import pytest
 import torch
+from checks import assert_rejected
 from torch import nn
 
 from course_utils.attention import scaled_dot_product_attention
 from course_utils.exercises import (
-    FAILED,
     QUIZZES,
     check_positional_encoding,
     check_self_attention,
@@ -43,11 +43,6 @@ from course_utils.widgets import (
 )
 
 LENGTH = 6
-
-
-def _assert_rejected(result, words: str) -> None:
-    assert result.status == FAILED, result
-    assert words in result.message, result.message
 
 
 @pytest.fixture(scope="module")
@@ -242,7 +237,7 @@ def test_encoding_checker_accepts_the_tested_function():
     ],
 )
 def test_encoding_checker_names_the_typical_mistake(wrong, words):
-    _assert_rejected(check_positional_encoding(wrong), words)
+    assert_rejected(check_positional_encoding(wrong), words)
 
 
 def test_encoding_checker_points_at_a_wrong_entry():
@@ -251,7 +246,7 @@ def test_encoding_checker_points_at_a_wrong_entry():
         pe[2, 3] = 0.5
         return pe
 
-    _assert_rejected(check_positional_encoding(one_wrong), "PE[2, 3] = 0.5000")
+    assert_rejected(check_positional_encoding(one_wrong), "PE[2, 3] = 0.5000")
 
 
 # ----------------------------------------------------------------------------- attention checker
@@ -310,11 +305,11 @@ def test_self_attention_checker_accepts_course_utils_on_the_projections():
     ],
 )
 def test_self_attention_checker_names_the_typical_mistake(wrong, words):
-    _assert_rejected(check_self_attention(wrong), words)
+    assert_rejected(check_self_attention(wrong), words)
 
 
 def test_self_attention_checker_asks_for_a_pair_and_checks_out():
-    _assert_rejected(
+    assert_rejected(
         check_self_attention(lambda *args: reference_self_attention(*args)[0]), "return a pair"
     )
 
@@ -322,7 +317,7 @@ def test_self_attention_checker_asks_for_a_pair_and_checks_out():
         out, weights = reference_self_attention(x, W_q, W_k, W_v)
         return out + 1, weights
 
-    _assert_rejected(check_self_attention(wrong_out), "out is not weights @ (x @ W_v)")
+    assert_rejected(check_self_attention(wrong_out), "out is not weights @ (x @ W_v)")
 
 
 # ----------------------------------------------------------------------------- attention explorer

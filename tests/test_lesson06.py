@@ -5,11 +5,11 @@ from __future__ import annotations
 import ipywidgets as widgets
 import pytest
 import torch
+from checks import assert_rejected
 
 from course_utils import fit, seed_everything
 from course_utils.attention import MultiHeadAttention
 from course_utils.exercises import (
-    FAILED,
     QUIZZES,
     check_merge_heads,
     check_split_heads,
@@ -34,17 +34,12 @@ from course_utils.widgets import head_maps, heads_explorer, offset_mass, plot_he
 CHECKERS = {"split_heads": check_split_heads, "merge_heads": check_merge_heads}
 
 
-def _assert_rejected(result, words: str) -> None:
-    assert result.status == FAILED, result
-    assert words in result.message, result.message
-
-
 # ----------------------------------------------------------------------------- checkers: common
 
 
 @pytest.mark.parametrize("name", sorted(CHECKERS))
 def test_a_non_tensor_is_rejected(name):
-    _assert_rejected(CHECKERS[name](lambda *a: [1, 2, 3]), "torch.Tensor")
+    assert_rejected(CHECKERS[name](lambda *a: [1, 2, 3]), "torch.Tensor")
 
 
 def test_the_references_equal_the_course_module():
@@ -106,7 +101,7 @@ def _split(order):
     ],
 )
 def test_split_heads_names_the_typical_mistake(order, words):
-    _assert_rejected(check_split_heads(_split(order)), words)
+    assert_rejected(check_split_heads(_split(order)), words)
 
 
 # ----------------------------------------------------------------------------- merge heads
@@ -124,7 +119,7 @@ def test_split_heads_names_the_typical_mistake(order, words):
     ],
 )
 def test_merge_heads_names_the_typical_mistake(wrong, words):
-    _assert_rejected(check_merge_heads(wrong), words)
+    assert_rejected(check_merge_heads(wrong), words)
 
 
 def test_merge_heads_via_contiguous_view_is_accepted():

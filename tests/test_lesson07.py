@@ -7,10 +7,10 @@ import math
 import ipywidgets as widgets
 import pytest
 import torch
+from checks import assert_rejected
 
 from course_utils.attention import MultiHeadAttention, causal_mask
 from course_utils.exercises import (
-    FAILED,
     QUIZZES,
     SOLUTIONS,
     check_causal_mask_with_offset,
@@ -51,11 +51,6 @@ CHECKERS = {
     "kv_cache_step": check_kv_cache_step,
     "top_k_filter": check_top_k_filter,
 }
-
-
-def _assert_rejected(result, words: str) -> None:
-    assert result.status == FAILED, result
-    assert words in result.message, result.message
 
 
 @pytest.fixture(scope="module")
@@ -239,7 +234,7 @@ def _ones(n_q, n_k):
     ids=["no-offset", "triu", "inverted", "no-diagonal", "all-true", "transposed", "float", "list"],
 )
 def test_mask_with_offset_names_the_typical_mistake(wrong, words):
-    _assert_rejected(check_causal_mask_with_offset(wrong), words)
+    assert_rejected(check_causal_mask_with_offset(wrong), words)
 
 
 def _cache_step(dim=-2, new_first=False, scale=True, softmax_dim=-1, use="all", grow=True):
@@ -299,7 +294,7 @@ def _returns_cache_cat_on(dim):
     ],
 )
 def test_kv_cache_step_names_the_typical_mistake(wrong, words):
-    _assert_rejected(check_kv_cache_step(wrong), words)
+    assert_rejected(check_kv_cache_step(wrong), words)
 
 
 def _top_k(k_shift=0, largest=True, fill=float("-inf"), strict=True):
@@ -338,7 +333,7 @@ def _in_place(logits, k):
     ids=["k+1", "smallest", "zero-fill", "k-1", "probs", "values-only", "in-place", "scaled"],
 )
 def test_top_k_filter_names_the_typical_mistake(wrong, words):
-    _assert_rejected(check_top_k_filter(wrong), words)
+    assert_rejected(check_top_k_filter(wrong), words)
 
 
 # ----------------------------------------------------------------------------- explorer logic

@@ -6,10 +6,10 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import pytest
 import torch
+from checks import assert_rejected
 
 from course_utils.data import Vocab, make_dates
 from course_utils.exercises import (
-    FAILED,
     NOT_ATTEMPTED,
     PASSED,
     QUIZZES,
@@ -38,11 +38,6 @@ CHECKERS = {
     "warmup_lr": check_warmup_lr,
     "teacher_forcing_shift": check_teacher_forcing_shift,
 }
-
-
-def _rejected(result, words: str) -> None:
-    assert result.status == FAILED, result
-    assert words in result.message, result.message
 
 
 # ----------------------------------------------------------------------------- the checkers
@@ -103,7 +98,7 @@ def _post(x, memory, L, self_mask, memory_mask, self_m=True, mem_m=True, res=Tru
     ],
 )
 def test_decoder_layer_checker_names_the_mistake(wrong, words):
-    _rejected(check_decoder_layer_forward(wrong), words)
+    assert_rejected(check_decoder_layer_forward(wrong), words)
 
 
 def test_decoder_checker_catches_cross_attention_before_self_attention():
@@ -112,7 +107,7 @@ def test_decoder_checker_catches_cross_attention_before_self_attention():
         h = L.norm2(h + L.self_attn(h, h, h, mask=s)[0])
         return L.norm3(h + L.ffn(h))
 
-    _rejected(check_decoder_layer_forward(cross_first), "not before")
+    assert_rejected(check_decoder_layer_forward(cross_first), "not before")
 
 
 def test_the_reference_warmup_equals_the_tested_schedule():
@@ -133,7 +128,7 @@ def test_the_reference_warmup_equals_the_tested_schedule():
     ],
 )
 def test_warmup_checker_names_the_mistake(wrong, words):
-    _rejected(check_warmup_lr(wrong), words)
+    assert_rejected(check_warmup_lr(wrong), words)
 
 
 def test_the_reference_shift_matches_the_data_module():
@@ -157,7 +152,7 @@ def test_the_reference_shift_matches_the_data_module():
     ],
 )
 def test_shift_checker_names_the_mistake(wrong, words):
-    _rejected(check_teacher_forcing_shift(wrong), words)
+    assert_rejected(check_teacher_forcing_shift(wrong), words)
 
 
 def test_the_shift_checker_judges_the_result_even_if_the_list_was_changed_in_place():

@@ -7,10 +7,10 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import pytest
 import torch
+from checks import assert_rejected
 from torch.nn import functional as F
 
 from course_utils.exercises import (
-    FAILED,
     NOT_ATTEMPTED,
     PASSED,
     QUIZZES,
@@ -34,11 +34,6 @@ from course_utils.widgets import (
 )
 
 torch.set_num_threads(1)
-
-
-def _assert_rejected(result, words: str) -> None:
-    assert result.status == FAILED, result
-    assert words in result.message, result.message
 
 
 def _stub(*args):
@@ -126,14 +121,14 @@ def test_check_patchify_names_the_layout_mistake(order, words):
         grid, shape = _grid(images, p)
         return grid.permute(*order).reshape(shape)
 
-    _assert_rejected(check_patchify(wrong), words)
+    assert_rejected(check_patchify(wrong), words)
 
 
 def test_check_patchify_rejects_a_plain_reshape_and_transposed_output():
-    _assert_rejected(
+    assert_rejected(
         check_patchify(lambda x, p: x.reshape(_grid(x, p)[1])), "a plain reshape cuts the image"
     )
-    _assert_rejected(
+    assert_rejected(
         check_patchify(lambda x, p: patchify(x, p).transpose(1, 2)), "one row per patch"
     )
 
@@ -144,7 +139,7 @@ def test_check_patchify_rejects_in_place_changes():
         images.zero_()
         return out
 
-    _assert_rejected(check_patchify(in_place), "changed the images")
+    assert_rejected(check_patchify(in_place), "changed the images")
 
 
 # ----------------------------------------------------------------------------- CLS + positions
@@ -169,7 +164,7 @@ def _expand(cls, patches):
     ],
 )
 def test_check_prepend_cls_names_the_mistake(wrong, words):
-    _assert_rejected(check_prepend_cls(wrong), words)
+    assert_rejected(check_prepend_cls(wrong), words)
 
 
 # ----------------------------------------------------------------------------- attention rollout
@@ -198,7 +193,7 @@ def _rollout(attentions, residual=0.5, reverse=False, reduce="mean"):
     ],
 )
 def test_check_attention_rollout_names_the_mistake(wrong, words):
-    _assert_rejected(check_attention_rollout(wrong), words)
+    assert_rejected(check_attention_rollout(wrong), words)
 
 
 def test_the_rollout_checker_can_tell_the_order_apart():
