@@ -6,8 +6,9 @@ the weights: a learned query vector u scores every state with the additive score
 et al., vᵀ tanh(W_q u + W_k h_j), and a masked softmax turns the scores into weights, so a few
 decisive words can outweigh many neutral ones. Both return ``(logits, weights)``.
 
-Also here: the course's small labelled text set, ``data/product_categories.tsv`` (written for
-the course by ``data/make_product_categories.py``), its loader and batching.
+Also here: the course's small labelled text set, ``course_utils/data_files/product_categories.tsv``
+(shipped inside the package, written for the course by ``data/make_product_categories.py``), its
+loader and batching.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from .attention import AdditiveAttention, masked_softmax, padding_mask
 from .data import Vocab, pad_sequences, split_dataset
 from .seq2seq import Encoder
 
-DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+# Inside the package, so an installed wheel finds it from any working directory.
+DATA_DIR = Path(__file__).resolve().parent / "data_files"
 PRODUCT_CATEGORIES = DATA_DIR / "product_categories.tsv"
 POOLINGS = ("attention", "mean")
 
@@ -46,7 +48,8 @@ def load_product_categories(
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(
-            f"{path} is missing: run `python data/make_product_categories.py` to write it"
+            f"{path} is missing: run `python data/make_product_categories.py` (in the course "
+            f"repository) to write {PRODUCT_CATEGORIES.name} into {DATA_DIR}"
         )
     with path.open(encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))

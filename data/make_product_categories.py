@@ -1,4 +1,4 @@
-"""Write data/product_categories.tsv: short product descriptions, each labelled with its category.
+"""Write product_categories.tsv: short product descriptions, each labelled with its category.
 
 Written for the attention course (lesson 02, attention pooling). Every description is a few
 neutral "shop talk" clauses that any product could have, with ONE clause naming the product.
@@ -10,6 +10,9 @@ them with a fixed seed, so running this script reproduces it byte for byte:
 
     python data/make_product_categories.py
 
+The file ships inside the package (course_utils/data_files/, where
+course_utils.pooling.load_product_categories reads it), so an installed course finds it too.
+
 License: CC0 1.0 (public domain dedication), like the rest of this folder's generated data.
 """
 
@@ -20,7 +23,7 @@ from pathlib import Path
 
 SEED = 0
 N_PER_CATEGORY = 100
-OUT = Path(__file__).with_name("product_categories.tsv")
+OUT = Path(__file__).resolve().parents[1] / "course_utils" / "data_files" / "product_categories.tsv"
 
 # The words that decide the category: the product itself.
 PRODUCTS = {
@@ -169,4 +172,4 @@ def to_tsv(rows: list[tuple[str, str]]) -> str:
 
 if __name__ == "__main__":
     OUT.write_text(to_tsv(build()), encoding="utf-8", newline="\n")
-    print(f"wrote {OUT.name}")
+    print(f"wrote {OUT}")

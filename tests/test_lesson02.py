@@ -173,6 +173,7 @@ def test_product_categories_script_reproduces_the_file_byte_for_byte():
     )
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
+    assert script.OUT == PRODUCT_CATEGORIES, "the script writes the one copy the loader reads"
     assert script.to_tsv(script.build()).encode("utf-8") == PRODUCT_CATEGORIES.read_bytes()
 
 
