@@ -69,6 +69,51 @@ def test_course_device_mps_without_mps_is_an_error(monkeypatch):
         get_device()
 
 
+# The machine's accelerators, faked, so that every branch of the choice runs on any machine.
+
+
+@pytest.fixture
+def machine(monkeypatch, no_device_override):
+    """``machine(cuda=..., mps=...)`` makes torch report those accelerators as present."""
+
+    def fake(cuda: bool, mps: bool) -> None:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+        monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+
+    return fake
+
+
+@pytest.mark.parametrize(
+    "cuda, mps, expected",
+    [(True, True, "cuda"), (True, False, "cuda"), (False, True, "mps"), (False, False, "cpu")],
+)
+def test_auto_prefers_cuda_then_mps_then_the_cpu(machine, monkeypatch, cuda, mps, expected):
+    machine(cuda=cuda, mps=mps)
+    assert get_device() == torch.device(expected)
+    monkeypatch.setenv(DEVICE_ENV_VAR, "auto")
+    assert get_device() == torch.device(expected)
+
+
+@pytest.mark.parametrize("name", ["cuda", "mps"])
+def test_course_device_picks_an_accelerator_that_is_present(machine, monkeypatch, name):
+    machine(cuda=True, mps=True)
+    monkeypatch.setenv(DEVICE_ENV_VAR, name)
+    assert get_device() == torch.device(name)
+    assert get_device(prefer="cpu") == torch.device("cpu"), "the CPU is always there"
+
+
+def test_asking_for_a_missing_accelerator_raises_even_when_the_other_one_is_there(
+    machine, monkeypatch
+):
+    machine(cuda=False, mps=True)
+    monkeypatch.setenv(DEVICE_ENV_VAR, "cuda")
+    with pytest.raises(RuntimeError, match="no CUDA GPU"):
+        get_device()
+    machine(cuda=True, mps=False)
+    with pytest.raises(RuntimeError, match="MPS"):
+        get_device(prefer="mps")
+
+
 # ----------------------------------------------------------------------------- seed_everything
 
 
