@@ -82,6 +82,55 @@ def test_vision_transformer_uses_where_things_are():
     torch.testing.assert_close(model(image), model(swapped), atol=1e-5, rtol=1e-5)
 
 
+def _tiny_vit(num_layers=2):
+    torch.manual_seed(0)
+    return VisionTransformer(
+        image_size=4, patch_size=2, num_layers=num_layers, d_model=16, num_heads=2
+    ).eval()
+
+
+def _logits_with_last_layer_changed_at(model, images, positions):
+    """Logits after adding noise to the last layer's output at ``positions`` (of N+1 tokens)."""
+
+    def add_noise(module, inputs, output):
+        x, weights = output
+        noise = torch.zeros_like(x)
+        noise[:, positions] = torch.randn(x.shape[0], len(positions), x.shape[-1])
+        return x + 3 * noise, weights
+
+    handle = model.layers[-1].register_forward_hook(add_noise)
+    try:
+        return model(images)
+    finally:
+        handle.remove()
+
+
+def test_the_classifier_reads_the_cls_position_and_nothing_else():
+    """The head classifies token 0 (CLS): what the last layer leaves at the patch positions does
+    not reach the logits, what it leaves at CLS does. Mean pooling or reading a patch fails."""
+    model = _tiny_vit()
+    images = torch.rand(3, 1, 4, 4)
+    with torch.no_grad():
+        logits = model(images)
+        patches_changed = _logits_with_last_layer_changed_at(model, images, [1, 2, 3, 4])
+        cls_changed = _logits_with_last_layer_changed_at(model, images, [0])
+    torch.testing.assert_close(patches_changed, logits)
+    assert (cls_changed - logits).abs().max() > 1e-3, "the logits ignore the CLS position"
+
+
+def test_the_learned_cls_token_is_what_goes_in_at_position_0():
+    model = _tiny_vit()
+    images = torch.rand(3, 1, 4, 4)
+    logits = model(images)
+    logits.sum().backward()
+    assert model.cls_token.grad.abs().max() > 0, "the CLS parameter gets no gradient"
+    with torch.no_grad():
+        model.cls_token.add_(
+            torch.randn_like(model.cls_token)
+        )  # LayerNorm cancels a constant shift
+        assert (model(images) - logits).abs().max() > 1e-3, "changing CLS changes nothing"
+
+
 def _random_attention(batch=2, heads=3, tokens=5, seed=0):
     generator = torch.Generator().manual_seed(seed)
     return torch.softmax(torch.randn(batch, heads, tokens, tokens, generator=generator), dim=-1)
