@@ -7,6 +7,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from notebook_devices import built_off_device
+from notebook_flow import trained_off_device
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -43,6 +45,57 @@ def test_notebook_imports_course_utils_and_picks_the_device(notebook):
     source = "\n".join(cell.source for cell in code_cells(nb))
     assert "course_utils" in source
     assert "get_device()" in source
+
+
+def test_every_model_the_lesson_trains_is_on_the_device(notebook):
+    # nbval on a CPU cannot see a missing .to(device): there the device is the CPU anyway.
+    _, nb = notebook
+    assert trained_off_device(nb) == []
+
+
+def test_cells_that_use_the_device_make_their_modules_and_random_tensors_on_it(notebook):
+    _, nb = notebook
+    assert built_off_device(nb) == []
+
+
+def _lesson(*cells: str):
+    return nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+
+
+SET_UP = "import torch\nfrom torch import nn\nfrom course_utils import fit, get_device\n"
+SET_UP += "from course_utils.transformer import GPT\ndevice = get_device()"
+
+
+@pytest.mark.parametrize(
+    "cells",
+    [
+        ("model = GPT(config)", "fit(model, loader)"),
+        ("model = GPT(config).to(device)", "model = GPT(config)\nfit(model, loader)"),
+        ("def build():\n    return GPT(config)", "fit(build(), loader)"),
+        ("models = {'a': GPT(config).to(device), 'b': GPT(config)}",
+         "for name, m in models.items():\n    fit(m, loader)"),
+        ("def train(m):\n    return fit(m, loader)", "train(GPT(config).to(device))\ntrain(GPT(config))"),
+    ],
+)  # fmt: skip
+def test_a_model_trained_on_the_cpu_is_caught(cells):
+    assert len(trained_off_device(_lesson(SET_UP, *cells))) == 1
+    moved = [c.replace("GPT(config)", "GPT(config).to(device)") for c in cells]
+    assert trained_off_device(_lesson(SET_UP, *moved)) == []
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        "x = torch.randn(2, 3)\nlayer = nn.Linear(3, 4).to(device)",
+        "x = torch.randn(2, 3).to(device)\nlayer = nn.Linear(3, 4)",
+        "model = GPT(config).eval()\nx = torch.zeros(2, device=device)",
+    ],
+)
+def test_a_cpu_module_or_random_tensor_in_a_device_cell_is_caught(cell):
+    assert len(built_off_device(_lesson(SET_UP, cell))) == 1
+    assert built_off_device(_lesson(SET_UP, cell.replace("device", "cpu"))) == [], (
+        "a cell that does not use the device is a CPU demo"
+    )
 
 
 def test_notebook_is_stored_run_top_to_bottom_without_errors(notebook):
