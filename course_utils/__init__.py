@@ -19,7 +19,7 @@ from .data import (
     split_dataset,
     task_target,
 )
-from .env import doctor, get_device, seed_everything
+from .env import course_seed, doctor, get_device, seed_everything
 from .seq2seq import BottleneckDecoder, Encoder, Seq2Seq, build_bottleneck_model, translate
 from .training import (
     History,
@@ -48,6 +48,7 @@ __all__ = [
     "build_bottleneck_model",
     "collate_pairs",
     "count_parameters",
+    "course_seed",
     "doctor",
     "evaluate",
     "exact_match",

@@ -1,7 +1,9 @@
-"""The machine the course runs on: device choice, seeding, and an environment report."""
+"""The machine the course runs on: device choice, seeding, float32 precision, and an environment
+report."""
 
 from __future__ import annotations
 
+import numbers
 import os
 import platform
 import random
@@ -12,7 +14,17 @@ import numpy as np
 import torch
 
 DEVICE_ENV_VAR = "COURSE_DEVICE"
+SEED_ENV_VAR = "COURSE_SEED"
 _DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+# Every operation with its own float32 precision flag in torch 2.13 (torch.backends.<backend>.<op>).
+FLOAT32_OPERATIONS = (
+    ("cuda", "matmul"),
+    ("cudnn", "conv"),
+    ("cudnn", "rnn"),
+    ("mkldnn", "matmul"),
+    ("mkldnn", "conv"),
+    ("mkldnn", "rnn"),
+)
 _REPORTED_PACKAGES = (
     "torch",
     "numpy",
@@ -33,6 +45,26 @@ def _mps_available() -> bool:
     return bool(backend is not None and backend.is_available())
 
 
+def _device_choice(prefer) -> str:
+    """``prefer``, else ``COURSE_DEVICE``, else ``auto``, checked and lower-cased."""
+    allowed = ", ".join(_DEVICE_CHOICES)
+    if prefer is not None and not isinstance(prefer, str):
+        index = isinstance(prefer, int) and not isinstance(prefer, bool)
+        hint = f" For GPU number {prefer}, use torch.device('cuda', {prefer})." if index else ""
+        raise ValueError(
+            f"get_device(prefer=...) takes the name of a device, one of {allowed}; got "
+            f"{prefer!r} ({type(prefer).__name__}).{hint}"
+        )
+    choice = (prefer if prefer is not None else os.environ.get(DEVICE_ENV_VAR, "auto")).strip()
+    if choice.lower() not in _DEVICE_CHOICES:
+        asked = f"get_device({prefer!r})" if prefer is not None else f"{DEVICE_ENV_VAR}={choice!r}"
+        raise ValueError(
+            f"{asked} is not a device this course knows; "
+            f"use one of {allowed} (for example {DEVICE_ENV_VAR}=cpu)."
+        )
+    return choice.lower()
+
+
 def get_device(prefer: str | None = None) -> torch.device:
     """The device every lesson runs on: CUDA, then Apple MPS, then the CPU.
 
@@ -40,13 +72,7 @@ def get_device(prefer: str | None = None) -> torch.device:
     choice; ``prefer`` overrides the environment. Asking for a device this machine lacks is an
     error rather than a silent fallback, so a learner knows what actually ran.
     """
-    choice = prefer if prefer is not None else os.environ.get(DEVICE_ENV_VAR, "auto")
-    choice = choice.strip().lower()
-    if choice not in _DEVICE_CHOICES:
-        raise ValueError(
-            f"{DEVICE_ENV_VAR}={choice!r} is not a device this course knows; "
-            f"use one of {', '.join(_DEVICE_CHOICES)} (for example {DEVICE_ENV_VAR}=cpu)."
-        )
+    choice = _device_choice(prefer)
     if choice == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -66,18 +92,75 @@ def get_device(prefer: str | None = None) -> torch.device:
     return torch.device(choice)
 
 
-def seed_everything(seed: int = 0) -> int:
-    """Seed Python, NumPy and torch (all devices) and make cuDNN deterministic.
+def _check_seed(seed, name: str = "seed") -> int:
+    """``seed`` as an int: any whole number (int, numpy integer) >= 0; not a bool or a float."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        hint = f" (use {int(seed)})" if isinstance(seed, float) and seed.is_integer() else ""
+        raise ValueError(
+            f"{name} must be a non-negative int, got {seed!r} ({type(seed).__name__}){hint}"
+        )
+    if seed < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {seed!r}")
+    return int(seed)
 
-    Returns the seed so a cell can print what it used.
+
+def set_float32_precision() -> None:
+    """Full float32 (IEEE) in every matmul and convolution: no TF32 on Ampere and later GPUs.
+
+    torch lets cuDNN convolutions (and, if asked, matmuls) run in TF32, with a 10-bit mantissa,
+    which breaks the lessons' "equal to 1e-5" checks on a GPU. This uses torch's current API
+    (``torch.backends.fp32_precision``); torch then refuses to read the legacy
+    ``torch.backends.cudnn.allow_tf32``: read ``torch.backends.cudnn.conv.fp32_precision``.
     """
-    if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    torch.backends.fp32_precision = "ieee"
+    # The generic flag does not override an operation's own flag (a notebook that set
+    # cudnn.conv to "tf32", say), so set every operation too.
+    for backend, operation in FLOAT32_OPERATIONS:
+        getattr(getattr(torch.backends, backend), operation).fp32_precision = "ieee"
+
+
+def float32_precision() -> str:
+    """How float32 matmuls and convolutions run now, in words (for ``doctor``)."""
+    matmul = torch.backends.cuda.matmul.fp32_precision
+    conv = torch.backends.cudnn.conv.fp32_precision
+    verdict = "TF32 on" if "tf32" in (matmul, conv) else "TF32 off"
+    return f"matmul {matmul}, conv {conv} ({verdict})"
+
+
+def seed_everything(seed: int = 0) -> int:
+    """Seed Python, NumPy and torch (all devices), make cuDNN deterministic and float32 exact.
+
+    Every lesson calls it, so it is also where float32 precision is set
+    (:func:`set_float32_precision`). Returns the seed so a cell can print what it used.
+    """
+    seed = _check_seed(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)  # seeds CPU, CUDA and MPS generators
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
+    set_float32_precision()
+    return seed
+
+
+def course_seed(default: int = 0) -> int:
+    """The seed a lesson uses: ``COURSE_SEED`` from the environment, else ``default``.
+
+    ``COURSE_SEED=3 make test`` reruns every lesson with another seed.
+    """
+    default = _check_seed(default, "course_seed(default)")
+    value = os.environ.get(SEED_ENV_VAR, "").strip()
+    if not value:
+        return default
+    try:
+        seed = int(value)
+    except ValueError:
+        raise ValueError(
+            f"{SEED_ENV_VAR}={value!r} is not a whole number: set it to a seed such as "
+            f"{SEED_ENV_VAR}=0, or unset it"
+        ) from None
+    if seed < 0:
+        raise ValueError(f"{SEED_ENV_VAR}={value!r} is negative: a seed is a whole number >= 0")
     return seed
 
 
@@ -105,7 +188,7 @@ def _widgets_status() -> str:
 
 
 def doctor(print_report: bool = True) -> dict[str, str]:
-    """Report versions, the device, CPU threads and whether widgets will render.
+    """Report versions, the device, float32 precision, CPU threads and whether widgets render.
 
     Returns the report as a dict; prints it as aligned lines unless ``print_report=False``.
     """
@@ -124,8 +207,10 @@ def doctor(print_report: bool = True) -> dict[str, str]:
         report["gpu"] = torch.cuda.get_device_name(0)
     else:
         report["gpu"] = "none (CPU run)"
+    report["float32 precision"] = float32_precision()
     report["cpu threads"] = str(torch.get_num_threads())
     report[DEVICE_ENV_VAR] = os.environ.get(DEVICE_ENV_VAR, "(unset: auto)")
+    report[SEED_ENV_VAR] = os.environ.get(SEED_ENV_VAR, "(unset: 0)")
     report["widgets render"] = _widgets_status()
     report["executable"] = sys.executable
     if print_report:

@@ -6,13 +6,21 @@ import os
 import random
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
 import torch
 
 from course_utils import env
-from course_utils.env import DEVICE_ENV_VAR, doctor, get_device, seed_everything
+from course_utils.env import (
+    DEVICE_ENV_VAR,
+    SEED_ENV_VAR,
+    course_seed,
+    doctor,
+    get_device,
+    seed_everything,
+)
 
 HAS_CUDA = torch.cuda.is_available()
 HAS_MPS = env._mps_available()
@@ -53,6 +61,24 @@ def test_unknown_course_device_names_the_allowed_values(monkeypatch, value):
     with pytest.raises(ValueError, match="auto, cpu, cuda, mps") as info:
         get_device()
     assert DEVICE_ENV_VAR in str(info.value)
+
+
+@pytest.mark.parametrize("prefer", [0, 1.5, True, torch.device("cpu")])
+def test_get_device_given_a_non_string_names_the_allowed_strings(prefer):
+    with pytest.raises(ValueError, match="one of auto, cpu, cuda, mps") as info:
+        get_device(prefer)
+    assert repr(prefer) in str(info.value)
+
+
+def test_get_device_given_a_gpu_number_says_how_to_pick_that_gpu():
+    with pytest.raises(ValueError, match=r"torch\.device\('cuda', 1\)"):
+        get_device(1)
+
+
+def test_an_unknown_prefer_names_the_argument_not_the_environment(monkeypatch):
+    monkeypatch.setenv(DEVICE_ENV_VAR, "cpu")
+    with pytest.raises(ValueError, match=r"get_device\('gpu'\) is not a device"):
+        get_device("gpu")
 
 
 @pytest.mark.skipif(HAS_CUDA, reason="this machine has CUDA")
@@ -140,10 +166,27 @@ def test_seed_everything_returns_the_seed_it_used():
     assert seed_everything(7) == 7
 
 
-@pytest.mark.parametrize("seed", [-1, 1.5, "0"])
+@pytest.mark.parametrize(
+    "seed", [-1, np.int64(-1), 1.5, 3.0, np.float64(2.0), True, False, "0", None, np.bool_(True)]
+)
 def test_seed_everything_rejects_negative_or_non_int_seeds(seed):
-    with pytest.raises(ValueError, match="non-negative int"):
+    with pytest.raises(ValueError, match="non-negative int") as info:
         seed_everything(seed)
+    assert repr(seed) in str(info.value)
+
+
+def test_a_whole_float_seed_is_refused_with_the_int_to_use():
+    with pytest.raises(ValueError, match=r"\(float\) \(use 3\)"):
+        seed_everything(3.0)
+
+
+@pytest.mark.parametrize("seed", [np.int64(3), np.int32(3), np.uint8(3)])
+def test_seed_everything_accepts_numpy_integers_as_the_same_seed(seed):
+    used = seed_everything(seed)
+    assert used == 3 and type(used) is int
+    first = _draw()
+    seed_everything(3)
+    assert _draw() == first
 
 
 def test_seed_everything_accepts_seeds_beyond_numpys_32_bit_range():
@@ -151,6 +194,89 @@ def test_seed_everything_accepts_seeds_beyond_numpys_32_bit_range():
     first = _draw()
     seed_everything(2**40)
     assert _draw() == first
+
+
+# ----------------------------------------------------------------------------- float32 precision
+
+# Every float32 operation with its own precision flag in torch 2.13.
+OPERATIONS = [
+    torch.backends.cuda.matmul,
+    torch.backends.cudnn.conv,
+    torch.backends.cudnn.rnn,
+    torch.backends.mkldnn.matmul,
+    torch.backends.mkldnn.conv,
+    torch.backends.mkldnn.rnn,
+]
+
+
+@pytest.fixture(params=["generic flag unset", "generic flag already ieee"])
+def tf32_on(request):
+    """TF32 allowed in every operation (what a GPU may do), restored afterwards. Twice: on a
+    fresh torch, and after an earlier seed_everything (a notebook that turned TF32 back on)."""
+    before = [torch.backends.fp32_precision] + [op.fp32_precision for op in OPERATIONS]
+    torch.backends.fp32_precision = "ieee" if request.param.endswith("ieee") else "none"
+    for op in OPERATIONS:
+        op.fp32_precision = "tf32"
+    yield
+    torch.backends.fp32_precision = before[0]  # the generic flag first: it resets the rest
+    for op, value in zip(OPERATIONS, before[1:]):
+        op.fp32_precision = value
+
+
+def test_seed_everything_turns_tf32_off_for_matmuls_and_convolutions(tf32_on):
+    assert "TF32 on" in doctor(print_report=False)["float32 precision"]
+    seed_everything(0)
+    assert [op.fp32_precision for op in OPERATIONS] == ["ieee"] * len(OPERATIONS)
+    assert torch.backends.fp32_precision == "ieee"
+    assert torch.get_float32_matmul_precision() == "highest"
+    report = doctor(print_report=False)["float32 precision"]
+    assert report == "matmul ieee, conv ieee (TF32 off)"
+
+
+def test_seed_everything_uses_no_deprecated_torch_api(tf32_on):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a DeprecationWarning or FutureWarning would raise
+        seed_everything(0)
+
+
+# ----------------------------------------------------------------------------- course_seed
+
+
+@pytest.fixture
+def no_seed_override(monkeypatch):
+    monkeypatch.delenv(SEED_ENV_VAR, raising=False)
+
+
+def test_course_seed_is_the_default_unless_course_seed_is_set(monkeypatch, no_seed_override):
+    assert course_seed() == 0
+    assert course_seed(default=5) == 5
+    monkeypatch.setenv(SEED_ENV_VAR, " 7 ")
+    assert course_seed() == 7 and course_seed(default=5) == 7
+    monkeypatch.setenv(SEED_ENV_VAR, "")
+    assert course_seed(default=5) == 5, "an empty COURSE_SEED counts as unset"
+
+
+@pytest.mark.parametrize("value, words", [("abc", "not a whole number"), ("1.5", "not a whole"),
+                                          ("-2", "negative")])  # fmt: skip
+def test_a_bad_course_seed_names_the_variable(monkeypatch, value, words):
+    monkeypatch.setenv(SEED_ENV_VAR, value)
+    with pytest.raises(ValueError, match=words) as info:
+        course_seed()
+    assert f"{SEED_ENV_VAR}={value!r}" in str(info.value)
+
+
+@pytest.mark.parametrize("default", [-1, 1.5, True])
+def test_course_seed_checks_its_default(no_seed_override, default):
+    with pytest.raises(ValueError, match="non-negative int"):
+        course_seed(default)
+
+
+def test_course_seed_is_exported_and_reported(monkeypatch):
+    import course_utils
+
+    assert course_utils.course_seed is course_seed and "course_seed" in course_utils.__all__
+    monkeypatch.setenv(SEED_ENV_VAR, "4")
+    assert doctor(print_report=False)[SEED_ENV_VAR] == "4"
 
 
 # ----------------------------------------------------------------------------- doctor
