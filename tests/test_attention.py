@@ -118,6 +118,12 @@ def test_padding_mask_rejects_lengths_that_are_not_one_dimensional():
         padding_mask(torch.tensor([[2], [3]]))
 
 
+@pytest.mark.parametrize("lengths", [[3, -1], [-2]])
+def test_padding_mask_rejects_a_negative_length_and_names_it(lengths):
+    with pytest.raises(ValueError, match=rf"lengths must be >= 0.*{lengths[-1]}"):
+        padding_mask(lengths)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a second device")
 def test_padding_mask_follows_the_lengths_device():
     lengths = torch.tensor([1, 2], device="cuda")

@@ -25,6 +25,8 @@ def padding_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Ten
     lengths = torch.as_tensor(lengths)
     if lengths.dim() != 1:
         raise ValueError(f"lengths must be 1-D (B,), got shape {tuple(lengths.shape)}")
+    if lengths.numel() and int(lengths.min()) < 0:
+        raise ValueError(f"lengths must be >= 0 (real tokens per row), got {lengths.tolist()}")
     longest = int(lengths.max()) if lengths.numel() else 0
     max_len = longest if max_len is None else max_len
     if longest > max_len:
