@@ -34,20 +34,36 @@ def padding_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Ten
     return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
 
 
+def _padding_hint(scores_shape: torch.Size) -> str:
+    if len(scores_shape) == 4:
+        return "a padding mask as (B, 1, 1, L_k), mask[:, None, None, :]"
+    return "a padding mask as (B, 1, L_k), mask[:, None, :]"
+
+
 def _check_mask(mask: torch.Tensor, scores_shape: torch.Size) -> None:
     if mask.dtype != torch.bool:
         raise ValueError(
             f"mask must be boolean (True = may attend), got {mask.dtype}; a float mask would be "
             "added to the scores, which is a different convention"
         )
+    batched = len(scores_shape) >= 3
+    batch, l_q, l_k = scores_shape[0], scores_shape[-2], scores_shape[-1]
+    padding_like = batched and mask.dim() == 2 and tuple(mask.shape) == (batch, l_k)
+    if padding_like and batch == l_q and batch > 1:  # (B, L_k) or (L_q, L_k)? Both fit.
+        raise ValueError(
+            f"a 2-D mask {tuple(mask.shape)} is ambiguous for scores {tuple(scores_shape)}: the "
+            f"batch size equals L_q ({batch}), so it would be read as one row per query. Pass "
+            f"{_padding_hint(scores_shape)}, or a per-query mask as (1, L_q, L_k), mask[None]"
+        )
     try:
         broadcast = torch.broadcast_shapes(mask.shape, scores_shape)
     except RuntimeError:
         broadcast = None
     if broadcast != scores_shape:
+        hint = f": for {_padding_hint(scores_shape)}" if padding_like else ""
         raise ValueError(
             f"mask of shape {tuple(mask.shape)} does not broadcast to the scores' shape "
-            f"{tuple(scores_shape)} (..., L_query, L_key)"
+            f"{tuple(scores_shape)} (..., L_query, L_key){hint}"
         )
 
 
@@ -81,7 +97,8 @@ def scaled_dot_product_attention(
     Shapes: q ``(..., L_q, d_k)``, k ``(..., L_k, d_k)``, v ``(..., L_k, d_v)``; any leading
     batch/head dims that broadcast. Returns out ``(..., L_q, d_v)`` and the weights
     ``(..., L_q, L_k)`` (before dropout). Like PyTorch's function, dropout is applied whenever
-    ``dropout_p > 0``: pass 0 at evaluation time.
+    ``dropout_p > 0``: pass 0 at evaluation time. A 2-D mask is ``(L_q, L_k)``; on batched
+    inputs with B == L_q it could also be a ``(B, L_k)`` padding mask, and is refused.
     """
     if q.dim() < 2 or k.dim() < 2 or v.dim() < 2:
         raise ValueError(
