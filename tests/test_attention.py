@@ -395,6 +395,29 @@ def test_sdpa_hints_at_the_query_dim_for_a_padding_mask_that_does_not_broadcast(
         scaled_dot_product_attention(q, k, k, pad)
 
 
+@pytest.mark.parametrize("which", ["q", "k", "v"])
+def test_sdpa_refuses_nan_in_its_inputs_and_names_which(which):
+    inputs = {name: torch.randn(2, 3, 4) for name in "qkv"}
+    inputs[which][1, 2, 0] = float("nan")
+    with pytest.raises(ValueError, match=rf"{which} contains NaN"):
+        scaled_dot_product_attention(inputs["q"], inputs["k"], inputs["v"])
+
+
+def test_sdpa_nan_check_keeps_gradients_and_compiling_working():
+    q = torch.randn(2, 3, 4, requires_grad=True)
+    out, _ = scaled_dot_product_attention(q, q, q)
+    out.sum().backward()
+    assert q.grad is not None and torch.isfinite(q.grad).all()
+    # fullgraph=True raises on a graph break, which a data-dependent `if` would cause
+    compiled = torch.compile(
+        lambda x: scaled_dot_product_attention(x, x, x)[0], backend="eager", fullgraph=True
+    )
+    other = torch.randn(2, 3, 4)
+    torch.testing.assert_close(
+        compiled(other), scaled_dot_product_attention(other, other, other)[0]
+    )
+
+
 def test_sdpa_rejects_one_dimensional_inputs():
     with pytest.raises(ValueError, match="at least 2 dims"):
         scaled_dot_product_attention(torch.randn(4), torch.randn(3, 4), torch.randn(3, 4))

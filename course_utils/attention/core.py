@@ -67,6 +67,25 @@ def _check_mask(mask: torch.Tensor, scores_shape: torch.Size) -> None:
         )
 
 
+def _check_no_nan(**tensors: torch.Tensor) -> None:
+    """A NaN input would silently turn every output it reaches into NaN: refuse it early.
+
+    One reduction for all inputs (one device sync); skipped while tracing or compiling, where
+    a data-dependent branch is not allowed.
+    """
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return
+    if not bool(torch.stack([t.isnan().any() for t in tensors.values()]).any()):
+        return
+    for name, t in tensors.items():
+        if t.isnan().any():
+            raise ValueError(
+                f"{name} contains NaN ({int(t.isnan().sum())} of {t.numel()} values, shape "
+                f"{tuple(t.shape)}): check the inputs, or what made them (a division by zero, "
+                "weights diverged by a too-high learning rate)"
+            )
+
+
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Softmax over the last dim where ``mask`` is True; masked keys get exactly 0.
 
@@ -98,7 +117,8 @@ def scaled_dot_product_attention(
     batch/head dims that broadcast. Returns out ``(..., L_q, d_v)`` and the weights
     ``(..., L_q, L_k)`` (before dropout). Like PyTorch's function, dropout is applied whenever
     ``dropout_p > 0``: pass 0 at evaluation time. A 2-D mask is ``(L_q, L_k)``; on batched
-    inputs with B == L_q it could also be a ``(B, L_k)`` padding mask, and is refused.
+    inputs with B == L_q it could also be a ``(B, L_k)`` padding mask, and is refused. NaN in
+    q, k or v is refused too.
     """
     if q.dim() < 2 or k.dim() < 2 or v.dim() < 2:
         raise ValueError(
@@ -116,6 +136,7 @@ def scaled_dot_product_attention(
         )
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
+    _check_no_nan(q=q, k=k, v=v)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     scores = (q @ k.transpose(-2, -1)) * scale  # (..., L_q, L_k)
     weights = masked_softmax(scores, mask)
