@@ -376,6 +376,14 @@ def test_next_token_probabilities_follow_temperature_and_top_k(model, vocab):
     assert entropy(cold) < entropy(plain) < entropy(hot)
 
 
+@pytest.mark.parametrize("top_k", [0, 17])
+def test_next_token_probabilities_refuse_a_top_k_outside_the_vocabulary(model, vocab, top_k):
+    with pytest.raises(
+        ValueError, match=rf"top_k must be in 1\.\.16 \(the vocabulary size\), got {top_k}"
+    ):
+        next_token_probabilities(model, vocab, "07+45=", 1.0, top_k=top_k)
+
+
 def test_samples_are_seeded_and_greedy_samples_agree(model, vocab):
     first = sample_continuations(model, vocab, "07+45=", 1.5, None, n=6, seed=1)
     assert first == sample_continuations(model, vocab, "07+45=", 1.5, None, n=6, seed=1)

@@ -341,6 +341,20 @@ def test_generate_rejects_bad_settings(kwargs, message):
         _gpt().generate(torch.zeros(1, 2, dtype=torch.long), 3, **kwargs)
 
 
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(temperature=-1.0), "temperature must be >= 0"),  # it sampled the inverted logits
+        (dict(top_k=0), r"top_k must be in 1\.\.5 \(the vocabulary size\), got 0"),
+        (dict(top_k=6), r"top_k must be in 1\.\.5 \(the vocabulary size\), got 6"),
+        (dict(temperature=0, top_k=6), r"top_k must be in 1\.\.5"),
+    ],
+)
+def test_sample_next_rejects_bad_settings(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        sample_next(torch.randn(2, 5), **kwargs)
+
+
 def test_gpt_errors_name_the_input():
     model = _gpt(block_size=8)
     with pytest.raises(ValueError, match=r"\(4,\)"):
