@@ -355,6 +355,13 @@ def test_sample_next_rejects_bad_settings(kwargs, message):
         sample_next(torch.randn(2, 5), **kwargs)
 
 
+def test_generate_refuses_a_negative_number_of_new_tokens_and_zero_returns_the_prompt():
+    model, prompt = _gpt(), torch.randint(0, 13, (2, 3))
+    with pytest.raises(ValueError, match="max_new_tokens must be >= 0, got -3"):
+        model.generate(prompt, max_new_tokens=-3)
+    assert torch.equal(model.generate(prompt, max_new_tokens=0), prompt)
+
+
 def test_gpt_errors_name_the_input():
     model = _gpt(block_size=8)
     with pytest.raises(ValueError, match=r"\(4,\)"):

@@ -109,6 +109,8 @@ class GPT(nn.Module):
         """
         if idx.dim() != 2 or idx.shape[1] < 1:
             raise ValueError(f"idx must be (B, T) with T >= 1, got {tuple(idx.shape)}")
+        if max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
         check_sampling(temperature, top_k, self.config.vocab_size)
         was_training = self.training
         self.eval()
