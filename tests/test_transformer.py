@@ -196,6 +196,15 @@ def test_tagger_errors_name_the_input():
         model(torch.tensor([[1, 12]]))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bool, torch.uint8])
+def test_tagger_and_gpt_refuse_ids_that_are_not_integers_and_name_the_dtype(dtype):
+    ids = torch.ones(1, 4, dtype=dtype)
+    with pytest.raises(ValueError, match=rf"tokens must be integer.*torch.long.*{dtype}"):
+        _tagger("none")(ids)
+    with pytest.raises(ValueError, match=rf"idx must be integer.*torch.long.*{dtype}"):
+        _gpt()(ids)
+
+
 # ----------------------------------------------------------------------------- KV cache
 
 

@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..attention import KVCache
+from ..token_ids import check_token_ids
 from .layers import EncoderLayer
 from .positions import PositionalEncoding
 
@@ -72,11 +73,7 @@ class GPT(nn.Module):
     def forward(self, idx: torch.Tensor, caches: list[KVCache] | None = None) -> torch.Tensor:
         if idx.dim() != 2:
             raise ValueError(f"idx must be (B, T) token ids, got {tuple(idx.shape)}")
-        if idx.numel() and (idx.min() < 0 or idx.max() >= self.config.vocab_size):
-            raise ValueError(
-                f"token ids must be in [0, {self.config.vocab_size}), got "
-                f"{int(idx.min())}..{int(idx.max())}"
-            )
+        check_token_ids(idx, self.config.vocab_size, "idx")
         if caches is not None and len(caches) != len(self.blocks):
             raise ValueError(f"need one cache per layer ({len(self.blocks)}), got {len(caches)}")
         offset = len(caches[0]) if caches is not None else 0
