@@ -132,6 +132,20 @@ def test_the_carry_free_baseline_forgets_every_carry():
     assert carry_free_answer("12+34=") == arithmetic_answer(12, 34, 2)  # no carry: right
 
 
+@pytest.mark.parametrize(
+    ("prompt", "words"),
+    [
+        ("07+45", "is not a problem like"),  # it cut the last digit: "40"
+        ("7+45=", "same number of digits"),  # it zipped 7 with 4 and dropped the 5
+        ("07-45=", "not a problem like"),
+        ("0a+45=", "written in digits"),
+    ],
+)
+def test_the_carry_free_baseline_refuses_a_prompt_it_cannot_read(prompt, words):
+    with pytest.raises(ValueError, match=words):
+        carry_free_answer(prompt)
+
+
 def test_arithmetic_batch_shifts_by_one_and_keeps_the_loss_on_the_answer(vocab):
     problems = [("07+45=", "250"), ("99+99=", "891")]
     inputs, targets = arithmetic_batch(problems, vocab)
