@@ -3,6 +3,7 @@ and multiple-choice quiz questions."""
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -87,6 +88,12 @@ class Question:
         """(correct?, feedback) for the option index a learner picked."""
         if choice is None:
             return False, "Pick an option first."
+        if isinstance(choice, bool) or not isinstance(choice, numbers.Integral):
+            raise TypeError(
+                f"choice must be an option index, an int in 0..{len(self.options) - 1}, got "
+                f"{choice!r} ({type(choice).__name__}): pass the position of the option, not "
+                "its text"
+            )
         if not 0 <= choice < len(self.options):
             raise ValueError(f"choice {choice} is not an option index (0..{len(self.options) - 1})")
         if choice == self.answer:
