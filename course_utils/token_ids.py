@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import torch
 
-_ID_DTYPES = (torch.long, torch.int)  # the index types nn.Embedding accepts
+ID_DTYPES = (torch.long, torch.int)  # the index dtypes nn.Embedding accepts
 
 
 def check_token_ids(ids: torch.Tensor, vocab_size: int, name: str = "token ids") -> None:
     """A ValueError unless ``ids`` is an integer tensor with every id in ``[0, vocab_size)``."""
     if not isinstance(ids, torch.Tensor):
         raise ValueError(f"{name} must be a tensor of integer ids, got {type(ids).__name__}")
-    if ids.dtype not in _ID_DTYPES:
+    if ids.dtype not in ID_DTYPES:
         raise ValueError(
             f"{name} must be integer token ids (torch.long), got {ids.dtype}: an embedding "
             "looks ids up by index; build them with dtype=torch.long or convert with .long()"

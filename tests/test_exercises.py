@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from checks import assert_rejected
+from torch.utils._pytree import tree_leaves
 
 from course_utils.exercises import (
     _LESSONS,
@@ -22,6 +23,7 @@ from course_utils.exercises import (
     reference_softmax,
     show_solution,
 )
+from course_utils.exercises._core import expect_tensor
 
 # every exercise of every lesson: SOLUTIONS["x"] is checked by the lesson's check_x
 CHECKERS = {
@@ -58,6 +60,95 @@ def test_checker_accepts_the_reference_solution(name):
     assert result.status == PASSED, result.message
     assert result.passed
     assert result.exercise == name
+
+
+def _map_tensors(value, convert):
+    """``value`` with every tensor in it (also inside tuples and lists) replaced by convert(t)."""
+    if isinstance(value, torch.Tensor):
+        return convert(value)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_map_tensors(v, convert) for v in value)
+    return value
+
+
+def _returning(solution, convert):
+    """The reference solution, its outputs converted as a learner's might be."""
+
+    def learner(*args, **kwargs):
+        return _map_tensors(solution(*args, **kwargs), convert)
+
+    return learner
+
+
+class _OnAnotherDevice(torch.Tensor):
+    """A CPU tensor that acts as if it lived on a GPU: it reports cuda:0, and mixing it with an
+    ordinary tensor (not a 0-dim one) raises, as PyTorch does across devices; only .to(device)
+    or .cpu() brings it back. Lessons compute on ``device``, the checkers on the CPU."""
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func == torch.Tensor.device.__get__:
+            return torch.device("cuda", 0)
+        to_device = kwargs.get("device") is not None or any(
+            isinstance(a, (str, torch.device, torch.Tensor)) for a in args[1:]
+        )
+        if func is torch.Tensor.cpu or (func is torch.Tensor.to and to_device):
+            with torch._C.DisableTorchFunctionSubclass():
+                return func(*args, **kwargs).as_subclass(torch.Tensor)
+        leaves = tree_leaves((args, kwargs))
+        if any(isinstance(t, cls) for t in leaves) and any(
+            type(t) is torch.Tensor and t.dim() > 0 for t in leaves
+        ):
+            raise RuntimeError(
+                "Expected all tensors to be on the same device, but found at least two "
+                "devices, cuda:0 and cpu!"
+            )
+        return super().__torch_function__(func, types, args, kwargs)
+
+
+def _elsewhere(t: torch.Tensor) -> torch.Tensor:
+    return t.as_subclass(_OnAnotherDevice)
+
+
+def test_the_other_device_stand_in_fails_like_a_gpu_tensor_until_it_is_moved():
+    t = torch.ones(3)
+    assert _elsewhere(t).device.type == "cuda"
+    with pytest.raises(RuntimeError, match="same device"):
+        torch.allclose(_elsewhere(t), t)
+    with pytest.raises(RuntimeError, match="same device"):
+        _elsewhere(t).double() - t  # other ops keep it on its device
+    moved = _elsewhere(t).to(t.device)
+    assert type(moved) is torch.Tensor and torch.equal(moved, t)
+
+
+def test_expect_tensor_brings_an_answer_to_the_checkers_device_and_float_dtype():
+    answer = torch.tensor([0.25, 0.5], dtype=torch.float64)
+    same = expect_tensor(_elsewhere(answer), "the answer", (2,))
+    assert type(same) is torch.Tensor and same.dtype == torch.float32
+    assert torch.equal(same, torch.tensor([0.25, 0.5]))
+    assert expect_tensor(torch.tensor([1, 2], dtype=torch.int32), "ids", (2,)).dtype == torch.int32
+    assert expect_tensor(torch.tensor([True]), "mask", (1,)).dtype == torch.bool
+
+
+@pytest.mark.parametrize("name", sorted(CHECKERS))
+def test_checker_accepts_the_reference_solution_computed_in_float64(name):
+    double = _returning(SOLUTIONS[name], lambda t: t.double() if t.is_floating_point() else t)
+    result = CHECKERS[name](double)
+    assert result.status == PASSED, result.message
+
+
+@pytest.mark.parametrize("name", sorted(CHECKERS))
+def test_checker_accepts_the_reference_solution_with_int32_ids(name):
+    integer = lambda t: t.int() if t.dtype == torch.long else t  # noqa: E731
+    result = CHECKERS[name](_returning(SOLUTIONS[name], integer))
+    assert result.status == PASSED, result.message
+
+
+@pytest.mark.parametrize("name", sorted(CHECKERS))
+def test_checker_accepts_the_reference_solution_with_its_output_on_another_device(name):
+    result = CHECKERS[name](_returning(SOLUTIONS[name], _elsewhere))
+    assert result.status == PASSED, result.message
 
 
 @pytest.mark.parametrize("name", sorted(CHECKERS))
