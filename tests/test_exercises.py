@@ -18,12 +18,13 @@ from course_utils.exercises import (
     check_greedy_step,
     check_pad_batch,
     check_softmax,
+    lesson07,
     reference_greedy_step,
     reference_pad_batch,
     reference_softmax,
     show_solution,
 )
-from course_utils.exercises._core import expect_tensor
+from course_utils.exercises._core import CHECKER_FAILED, expect_tensor, run_check
 
 # every exercise of every lesson: SOLUTIONS["x"] is checked by the lesson's check_x
 CHECKERS = {
@@ -166,6 +167,56 @@ def test_a_crashing_function_is_reported_with_its_error(name):
 
     result = CHECKERS[name](crashes)
     assert_rejected(result, "raised ZeroDivisionError")
+
+
+def test_an_error_in_the_checker_itself_is_not_blamed_on_the_learner():
+    def body(fn):
+        fn(1.0)  # the learner's part runs fine
+        return {}["a key the checker forgot"]  # then the checker's own code fails
+
+    result = run_check("x", lambda value: value, body)
+    assert result.status == CHECKER_FAILED and not result.passed
+    assert "the checker itself failed" in result.message and "please report" in result.message
+    assert "KeyError" in result.message and "your function" not in result.message
+
+
+def test_a_checker_that_fails_in_its_own_reference_is_not_blamed_on_the_learner(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("Double did not match Float")
+
+    monkeypatch.setattr(lesson07, "reference_top_k_filter", broken)
+    result = lesson07.check_top_k_filter(SOLUTIONS["top_k_filter"])
+    assert result.status == CHECKER_FAILED, result
+    assert "checker itself failed (RuntimeError: Double did not match Float" in result.message
+
+
+def test_only_the_learners_not_implemented_error_means_not_attempted():
+    def body(fn):
+        fn()
+        raise NotImplementedError("a case the checker has not written yet")
+
+    assert run_check("x", lambda: None, body).status == CHECKER_FAILED
+    assert run_check("x", _stub, lambda fn: fn()).status == NOT_ATTEMPTED
+
+
+def test_an_error_the_checker_catches_and_reraises_stays_the_learners():
+    def body(fn):
+        try:
+            return fn()
+        except RuntimeError:  # as lessons 02 and 07 do, to explain shape errors
+            raise
+
+    def crashes():
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    assert_rejected(run_check("x", crashes, body), "your function raised RuntimeError: mat1")
+
+
+def test_a_learners_device_mismatch_gets_a_hint_to_use_the_inputs_device():
+    def on_a_fixed_device(scores):
+        raise RuntimeError("Expected all tensors to be on the same device, cuda:0 and cpu!")
+
+    assert_rejected(check_softmax(on_a_fixed_device), "device=scores.device")
 
 
 @pytest.mark.parametrize("name", sorted(CHECKERS))
@@ -376,7 +427,8 @@ def test_show_solution_rejects_an_unknown_exercise():
 
 
 @pytest.mark.parametrize(
-    ("status", "icon"), [(PASSED, "✅"), (FAILED, "❌"), (NOT_ATTEMPTED, "⏳")]
+    ("status", "icon"),
+    [(PASSED, "✅"), (FAILED, "❌"), (NOT_ATTEMPTED, "⏳"), (CHECKER_FAILED, "⚠️")],
 )
 def test_check_result_repr_and_html_show_icon_exercise_and_message(status, icon):
     result = CheckResult("softmax", status, "a message for the learner")
@@ -391,9 +443,9 @@ def test_check_result_repr_and_html_show_icon_exercise_and_message(status, icon)
 def test_check_results_of_different_statuses_have_different_colours():
     colours = {
         CheckResult("x", status, "m")._repr_html_().split(";")[0]
-        for status in (PASSED, FAILED, NOT_ATTEMPTED)
+        for status in (PASSED, FAILED, NOT_ATTEMPTED, CHECKER_FAILED)
     }
-    assert len(colours) == 3
+    assert len(colours) == 4
 
 
 def test_reference_pad_batch_right_pads():

@@ -3,15 +3,23 @@ and multiple-choice quiz questions."""
 
 from __future__ import annotations
 
+import functools
 import numbers
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 PASSED, FAILED, NOT_ATTEMPTED = "passed", "failed", "not attempted"
-_ICONS = {PASSED: "✅", FAILED: "❌", NOT_ATTEMPTED: "⏳"}
-_COLOURS = {PASSED: "#e6f4ea", FAILED: "#fce8e6", NOT_ATTEMPTED: "#fef7e0"}
+CHECKER_FAILED = "checker failed"  # a bug in the checker, not in the learner's code
+_ICONS = {PASSED: "✅", FAILED: "❌", NOT_ATTEMPTED: "⏳", CHECKER_FAILED: "⚠️"}
+_COLOURS = {
+    PASSED: "#e6f4ea",
+    FAILED: "#fce8e6",
+    NOT_ATTEMPTED: "#fef7e0",
+    CHECKER_FAILED: "#e8eaed",
+}
 
 
 @dataclass(frozen=True)
@@ -41,23 +49,65 @@ class Mistake(Exception):
     """Raised inside a checker to report a specific mistake."""
 
 
-def run_check(exercise: str, fn: Callable, body: Callable[[Callable], str]) -> CheckResult:
-    """Call ``body(fn)``; turn NotImplementedError, mistakes and crashes into verdicts."""
-    if not callable(fn):
-        return CheckResult(exercise, FAILED, f"expected a function, got {type(fn).__name__}")
-    try:
-        praise = body(fn)
-    except NotImplementedError:
+def _watched(fn: Callable, raised: list[Exception]) -> Callable:
+    """``fn``, noting every exception it raises: those are the learner's, any other the checker's."""
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as err:
+            raised.append(err)
+            raise
+
+    return call
+
+
+def _learner_error(exercise: str, err: Exception) -> CheckResult:
+    if isinstance(err, NotImplementedError):
         return CheckResult(
             exercise,
             NOT_ATTEMPTED,
             "not attempted yet: replace `raise NotImplementedError` with your code, "
             "then run this cell again.",
         )
+    hint = ""
+    if isinstance(err, RuntimeError) and "same device" in str(err):
+        hint = (
+            " (create new tensors on the device of your inputs, e.g. device=scores.device or "
+            "torch.zeros_like(x), rather than on a fixed `device`)"
+        )
+    return CheckResult(exercise, FAILED, f"your function raised {type(err).__name__}: {err}{hint}")
+
+
+def _checker_error(exercise: str, err: Exception) -> CheckResult:
+    frame = traceback.extract_tb(err.__traceback__)[-1]
+    where = f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno}"
+    return CheckResult(
+        exercise,
+        CHECKER_FAILED,
+        f"the checker itself failed ({type(err).__name__}: {err}, at {where}); this is a bug in "
+        "the course, not in your code: please report it",
+    )
+
+
+def run_check(exercise: str, fn: Callable, body: Callable[[Callable], str]) -> CheckResult:
+    """Call ``body(fn)``; turn NotImplementedError, mistakes and crashes into verdicts.
+
+    Only an exception raised inside ``fn`` is the learner's (a crash, or NotImplementedError:
+    not attempted yet); any other is the checker's own failure, and is reported as one.
+    """
+    if not callable(fn):
+        return CheckResult(exercise, FAILED, f"expected a function, got {type(fn).__name__}")
+    raised: list[Exception] = []
+    try:
+        praise = body(_watched(fn, raised))
     except Mistake as mistake:
         return CheckResult(exercise, FAILED, str(mistake))
-    except Exception as err:  # the learner's code crashed: say where, not a traceback wall
-        return CheckResult(exercise, FAILED, f"your function raised {type(err).__name__}: {err}")
+    except Exception as err:  # say what went wrong in a line, not a traceback wall
+        if any(err is e for e in raised):
+            return _learner_error(exercise, err)
+        return _checker_error(exercise, err)
     return CheckResult(exercise, PASSED, praise)
 
 
