@@ -128,8 +128,10 @@ def test_expect_tensor_brings_an_answer_to_the_checkers_device_and_float_dtype()
     same = expect_tensor(_elsewhere(answer), "the answer", (2,))
     assert type(same) is torch.Tensor and same.dtype == torch.float32
     assert torch.equal(same, torch.tensor([0.25, 0.5]))
-    assert expect_tensor(torch.tensor([1, 2], dtype=torch.int32), "ids", (2,)).dtype == torch.int32
-    assert expect_tensor(torch.tensor([True]), "mask", (1,)).dtype == torch.bool
+    assert expect_tensor(torch.tensor([1, 2]), "numbers", (2,)).dtype == torch.float32
+    ids = expect_tensor(torch.tensor([1, 2], dtype=torch.int32), "ids", (2,), keep_dtype=True)
+    assert ids.dtype == torch.int32  # where the dtype is part of the exercise
+    assert expect_tensor(torch.tensor([True]), "mask", (1,), keep_dtype=True).dtype == torch.bool
 
 
 @pytest.mark.parametrize("name", sorted(CHECKERS))
@@ -188,6 +190,28 @@ def test_a_checker_that_fails_in_its_own_reference_is_not_blamed_on_the_learner(
     result = lesson07.check_top_k_filter(SOLUTIONS["top_k_filter"])
     assert result.status == CHECKER_FAILED, result
     assert "checker itself failed (RuntimeError: Double did not match Float" in result.message
+
+
+WRONG_KINDS = {  # answers of the wrong kind: the checker must explain, not crash itself
+    "None": lambda out: None,
+    "a number": lambda out: 3,
+    "a string": lambda out: "abc",
+    "a 0-dim tensor": lambda out: torch.tensor(1.0),
+    "a pair of None": lambda out: (None, None),
+    "a triple": lambda out: (torch.zeros(2),) * 3,
+    "integers": lambda out: _map_tensors(out, lambda t: t.round().long()),
+    "float16": lambda out: _map_tensors(out, lambda t: t.half() if t.is_floating_point() else t),
+    "NumPy arrays": lambda out: _map_tensors(out, lambda t: t.numpy()),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(WRONG_KINDS))
+@pytest.mark.parametrize("name", sorted(CHECKERS))
+def test_no_checker_fails_in_its_own_code_on_an_answer_of_the_wrong_kind(name, kind):
+    convert = WRONG_KINDS[kind]
+    solution = SOLUTIONS[name]
+    result = CHECKERS[name](lambda *args, **kwargs: convert(solution(*args, **kwargs)))
+    assert result.status != CHECKER_FAILED, result.message
 
 
 def test_only_the_learners_not_implemented_error_means_not_attempted():

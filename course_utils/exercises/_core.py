@@ -111,22 +111,23 @@ def run_check(exercise: str, fn: Callable, body: Callable[[Callable], str]) -> C
     return CheckResult(exercise, PASSED, praise)
 
 
-def expect_tensor(value, name: str, shape: tuple[int, ...]) -> torch.Tensor:
+def expect_tensor(
+    value, name: str, shape: tuple[int, ...], keep_dtype: bool = False
+) -> torch.Tensor:
     """``value``, a tensor of ``shape``, made comparable with the checker's own tensors.
 
     The checkers build their cases on the default device in the default float dtype; a right
-    answer computed in float64, or left on the lesson's ``device`` (a GPU), is still right, so
-    it is moved to that device and its floats cast to that dtype. Integer and boolean answers
-    keep their dtype: checkers that care say so.
+    answer computed in float64 or with integers, or left on the lesson's ``device`` (a GPU), is
+    still right, so it is moved to that device and cast to that dtype (comparing a Double with
+    a Float answer would crash). ``keep_dtype=True`` for answers whose dtype is part of the
+    exercise (token ids, boolean masks): the checker checks that dtype itself.
     """
     if not isinstance(value, torch.Tensor):
         raise Mistake(f"{name} should be a torch.Tensor, got {type(value).__name__}")
     if tuple(value.shape) != shape:
         raise Mistake(f"{name} has shape {tuple(value.shape)}, expected {shape}")
     value = value.to(torch.get_default_device())
-    if value.is_floating_point():
-        value = value.to(torch.get_default_dtype())
-    return value
+    return value if keep_dtype else value.to(torch.get_default_dtype())
 
 
 @dataclass(frozen=True)

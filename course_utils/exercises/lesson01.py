@@ -29,8 +29,8 @@ def check_pad_batch(fn: Callable) -> CheckResult:
         if not isinstance(result, tuple) or len(result) != 2:
             raise Mistake("return a pair: (padded, lengths)")
         padded, lengths = result
-        padded = expect_tensor(padded, "padded", (3, 3))
-        lengths = expect_tensor(lengths, "lengths", (3,))
+        padded = expect_tensor(padded, "padded", (3, 3), keep_dtype=True)
+        lengths = expect_tensor(lengths, "lengths", (3,), keep_dtype=True)
         if padded.dtype not in ID_DTYPES or lengths.dtype not in ID_DTYPES:
             raise Mistake(
                 f"ids and lengths must be integers (torch.long), got {padded.dtype} and "
@@ -85,7 +85,7 @@ def check_greedy_step(fn: Callable) -> CheckResult:
                 "next_token has one entry per vocabulary item: you took the argmax over the "
                 "batch (dim=0); take it over the vocabulary, dim=-1"
             )
-        next_token = expect_tensor(next_token, "next_token", (batch,))
+        next_token = expect_tensor(next_token, "next_token", (batch,), keep_dtype=True)
         if next_token.dtype not in ID_DTYPES:
             raise Mistake(f"next_token must be ids (torch.long), got {next_token.dtype}")
         if not torch.equal(next_token, expected_token):

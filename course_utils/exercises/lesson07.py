@@ -65,7 +65,7 @@ def check_causal_mask_with_offset(fn: Callable) -> CheckResult:
                     f"the mask has shape {(n_k, n_q)}: rows are queries and columns keys, "
                     f"so it should be (num_queries, num_keys) = {(n_q, n_k)}"
                 )
-            mask = expect_tensor(mask, f"mask({n_q}, {n_k})", (n_q, n_k))
+            mask = expect_tensor(mask, f"mask({n_q}, {n_k})", (n_q, n_k), keep_dtype=True)
             if mask.dtype != torch.bool:
                 raise Mistake(
                     f"the mask has dtype {mask.dtype}; return booleans (dtype=torch.bool), "
