@@ -5,7 +5,7 @@ tasks), ``seq2seq`` (RNN encoder-decoders), ``attention`` (masks, scaled dot-pro
 seq2seq scores, multi-head attention with a KV cache), ``transformer`` (positional encodings,
 encoder layers, a tagger and a GPT), ``tasks`` (seeded token-level tasks for the Transformer
 lessons), ``training`` (one fit loop, metrics), ``plots``, ``widgets`` (explorers),
-``exercises`` (checkers) and ``quizzes``.
+``exercises`` (checkers), ``quizzes`` and ``token_ids`` (the check every model runs on its ids).
 """
 
 from .data import (

@@ -17,6 +17,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .attention import LUONG_SCORES, AdditiveAttention, LuongAttention
 from .data import Vocab
+from .token_ids import check_token_ids
 
 _CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -78,6 +79,7 @@ class Encoder(nn.Module):
                 f"lengths must lie in [1, {src.shape[1]}] for src {tuple(src.shape)}, "
                 f"got min {int(lengths.min())}, max {int(lengths.max())}"
             )
+        check_token_ids(src, self.embedding.num_embeddings, "src")
         embedded = self.embedding(src)  # (B, S, E)
         packed = pack_padded_sequence(
             embedded, lengths.cpu(), batch_first=True, enforce_sorted=False
@@ -121,6 +123,7 @@ class BottleneckDecoder(nn.Module):
         return encoder_state
 
     def forward(self, tgt_in, state, encoder_outputs=None, src_mask=None):
+        check_token_ids(tgt_in, self.embedding.num_embeddings, "tgt_in")
         outputs, state = self.rnn(self.embedding(tgt_in), state)  # (B, T, H)
         return self.out(outputs), state, None  # (B, T, V)
 
@@ -199,6 +202,7 @@ class AttentionDecoder(nn.Module):
 
     def step(self, token, state, encoder_outputs, src_mask=None, position=None):
         """One output step; ``position`` is the step's index t (local attention centres on it)."""
+        check_token_ids(token, self.embedding.num_embeddings, "tgt_in")
         embedded = self.embedding(token)  # (B, E)
         if self.feed_context:
             context, weights = self._attend(self._top(state), encoder_outputs, src_mask, position)
@@ -219,6 +223,7 @@ class AttentionDecoder(nn.Module):
                 logits.append(step_logits)
                 weights.append(step_weights)
             return torch.stack(logits, 1), state, torch.stack(weights, 1)
+        check_token_ids(tgt_in, self.embedding.num_embeddings, "tgt_in")
         outputs, state = self.rnn(self.embedding(tgt_in), state)  # (B, T, H)
         context, weights = self.attention(outputs, encoder_outputs, encoder_outputs, src_mask)
         return self.out(torch.cat([outputs, context], dim=-1)), state, weights  # (B, T, V)

@@ -19,6 +19,11 @@ from .data import Pair, Vocab, collate_pairs
 
 LossFn = Callable[[nn.Module, object], torch.Tensor]
 
+_EMPTY_LOADER = (
+    "the loader is empty: it yields no batch, so there is nothing to train on (fewer examples "
+    "than batch_size with drop_last=True?)"
+)
+
 
 @dataclass
 class History:
@@ -100,6 +105,8 @@ def fit(
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     lr_scheduler = scheduler(optimizer) if scheduler is not None else None
     total = steps if steps is not None else epochs * len(loader)
+    if total == 0:  # epochs of an empty loader: zero steps would pass for a finished run
+        raise ValueError(_EMPTY_LOADER)
     history = History()
     start = time.perf_counter()
 
@@ -145,9 +152,7 @@ def fit(
                 break
         if batches_this_pass == 0:
             bar.close()
-            raise ValueError(
-                "the loader is empty: it yielded no batch, so there is nothing to train on"
-            )
+            raise ValueError(_EMPTY_LOADER)
     bar.close()
     if eval_fn is not None:
         run_eval(step)

@@ -49,6 +49,12 @@ class PatchEmbedding(nn.Module):
             raise ValueError(
                 f"images must be (B, {self.in_channels}, H, W), got {tuple(images.shape)}"
             )
+        dtype = self.proj.weight.dtype
+        if images.dtype != dtype:  # e.g. float64 from NumPy or scikit-learn, uint8 pixels
+            fix = "images.float()" if dtype == torch.float32 else f"images.to({dtype})"
+            raise ValueError(
+                f"images must have the model's dtype {dtype}, got {images.dtype}: use {fix}"
+            )
         return self.proj(patchify(images, self.patch_size))  # (B, N, d_model)
 
     def as_conv(self) -> nn.Conv2d:

@@ -118,6 +118,12 @@ def test_padding_mask_rejects_lengths_that_are_not_one_dimensional():
         padding_mask(torch.tensor([[2], [3]]))
 
 
+@pytest.mark.parametrize("lengths", [[3, -1], [-2]])
+def test_padding_mask_rejects_a_negative_length_and_names_it(lengths):
+    with pytest.raises(ValueError, match=rf"lengths must be >= 0.*{lengths[-1]}"):
+        padding_mask(lengths)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a second device")
 def test_padding_mask_follows_the_lengths_device():
     lengths = torch.tensor([1, 2], device="cuda")
@@ -184,6 +190,8 @@ def attention_inputs(draw, dtype=torch.float32):
         mask = causal_mask(n_q)
     else:
         mask = _random_mask(_mask_shape(kind, lead, n_q, n_k), g)
+    if mask is not None and mask.dim() == 2 and lead and lead[0] == n_q > 1:
+        mask = mask[None]  # (1, L_q, L_k): as 2-D it could be a padding mask, and is refused
     return q, k, v, mask, scale
 
 
@@ -350,6 +358,64 @@ def test_sdpa_rejects_a_non_boolean_mask_and_names_its_dtype(dtype):
     q = torch.randn(3, 4)
     with pytest.raises(ValueError, match=rf"boolean.*{re.escape(str(dtype))}"):
         scaled_dot_product_attention(q, q, q, torch.ones(3, 3, dtype=dtype))
+
+
+@pytest.mark.parametrize("lead", [(3,), (3, 2)], ids=["B", "B-H"])
+def test_sdpa_refuses_a_2d_mask_that_could_be_padding_or_per_query(lead):
+    # B == L_q: a (B, L_k) padding mask would silently be read as (L_q, L_k), one row per query
+    q, k = torch.randn(*lead, 3, 4), torch.randn(*lead, 5, 4)
+    mask = torch.ones(3, 5, dtype=torch.bool)
+    padding = r"mask\[:, None, None, :\]" if len(lead) == 2 else r"mask\[:, None, :\]"
+    with pytest.raises(ValueError, match=rf"ambiguous.*{padding}.*\(1, L_q, L_k\)"):
+        scaled_dot_product_attention(q, k, k, mask)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_sdpa_accepts_a_2d_per_query_mask_when_it_is_not_ambiguous(batch):
+    # B != L_q, or B == 1: a 2-D mask can only be (L_q, L_k), as lessons pass a causal mask
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(batch, 4, 4, generator=g)
+    mask = torch.tensor([[True, False, True, True]] * 4)
+    out, weights = _assert_matches_torch(q, q, q, mask)
+    assert (weights[..., 1] == 0).all()
+
+
+def test_sdpa_accepts_the_padding_mask_with_its_query_dim_when_b_equals_l_q():
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(3, 3, 4, generator=g), torch.randn(3, 5, 4, generator=g)
+    pad = padding_mask([5, 2, 4])  # (B, L_k)
+    out, weights = _assert_matches_torch(q, k, k, pad[:, None, :])
+    assert (weights[1, :, 2:] == 0).all() and (weights[1, :, :2] > 0).all()
+
+
+def test_sdpa_hints_at_the_query_dim_for_a_padding_mask_that_does_not_broadcast():
+    q, k = torch.randn(2, 3, 4), torch.randn(2, 5, 4)  # B = 2 != L_q = 3
+    pad = padding_mask([5, 2])  # (B, L_k): needs [:, None, :]
+    with pytest.raises(ValueError, match=r"\(2, 5\).*\(2, 3, 5\).*mask\[:, None, :\]"):
+        scaled_dot_product_attention(q, k, k, pad)
+
+
+@pytest.mark.parametrize("which", ["q", "k", "v"])
+def test_sdpa_refuses_nan_in_its_inputs_and_names_which(which):
+    inputs = {name: torch.randn(2, 3, 4) for name in "qkv"}
+    inputs[which][1, 2, 0] = float("nan")
+    with pytest.raises(ValueError, match=rf"{which} contains NaN"):
+        scaled_dot_product_attention(inputs["q"], inputs["k"], inputs["v"])
+
+
+def test_sdpa_nan_check_keeps_gradients_and_compiling_working():
+    q = torch.randn(2, 3, 4, requires_grad=True)
+    out, _ = scaled_dot_product_attention(q, q, q)
+    out.sum().backward()
+    assert q.grad is not None and torch.isfinite(q.grad).all()
+    # fullgraph=True raises on a graph break, which a data-dependent `if` would cause
+    compiled = torch.compile(
+        lambda x: scaled_dot_product_attention(x, x, x)[0], backend="eager", fullgraph=True
+    )
+    other = torch.randn(2, 3, 4)
+    torch.testing.assert_close(
+        compiled(other), scaled_dot_product_attention(other, other, other)[0]
+    )
 
 
 def test_sdpa_rejects_one_dimensional_inputs():

@@ -132,6 +132,20 @@ def test_the_carry_free_baseline_forgets_every_carry():
     assert carry_free_answer("12+34=") == arithmetic_answer(12, 34, 2)  # no carry: right
 
 
+@pytest.mark.parametrize(
+    ("prompt", "words"),
+    [
+        ("07+45", "is not a problem like"),  # it cut the last digit: "40"
+        ("7+45=", "same number of digits"),  # it zipped 7 with 4 and dropped the 5
+        ("07-45=", "not a problem like"),
+        ("0a+45=", "written in digits"),
+    ],
+)
+def test_the_carry_free_baseline_refuses_a_prompt_it_cannot_read(prompt, words):
+    with pytest.raises(ValueError, match=words):
+        carry_free_answer(prompt)
+
+
 def test_arithmetic_batch_shifts_by_one_and_keeps_the_loss_on_the_answer(vocab):
     problems = [("07+45=", "250"), ("99+99=", "891")]
     inputs, targets = arithmetic_batch(problems, vocab)
@@ -374,6 +388,14 @@ def test_next_token_probabilities_follow_temperature_and_top_k(model, vocab):
 
     cold, hot = (next_token_probabilities(model, vocab, "07+45=", t) for t in (0.3, 3.0))
     assert entropy(cold) < entropy(plain) < entropy(hot)
+
+
+@pytest.mark.parametrize("top_k", [0, 17])
+def test_next_token_probabilities_refuse_a_top_k_outside_the_vocabulary(model, vocab, top_k):
+    with pytest.raises(
+        ValueError, match=rf"top_k must be in 1\.\.16 \(the vocabulary size\), got {top_k}"
+    ):
+        next_token_probabilities(model, vocab, "07+45=", 1.0, top_k=top_k)
 
 
 def test_samples_are_seeded_and_greedy_samples_agree(model, vocab):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+
+import numpy as np
 import pytest
 
 from course_utils.quizzes import QUIZZES, Question
@@ -59,6 +62,17 @@ def test_grade_without_a_choice_asks_for_one(question):
 def test_grade_rejects_an_out_of_range_choice(question, choice):
     with pytest.raises(ValueError, match=rf"choice {choice} is not an option index \(0\.\.2\)"):
         question.grade(choice)
+
+
+@pytest.mark.parametrize("choice", ["0", "4", 1.0, True])
+def test_grade_refuses_a_choice_that_is_not_an_index_and_names_it(question, choice):
+    # the quiz widget passes the picked option's index (an int); a string is a mistake
+    with pytest.raises(TypeError, match=rf"an int in 0\.\.2, got {re.escape(repr(choice))}"):
+        question.grade(choice)
+
+
+def test_grade_accepts_a_numpy_integer(question):
+    assert question.grade(np.int64(1))[0]
 
 
 def test_question_needs_at_least_two_options():

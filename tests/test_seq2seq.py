@@ -137,6 +137,31 @@ def test_encoder_rejects_lengths_outside_the_source(bad):
         _encoder()(torch.randint(4, 9, (2, 5)), torch.tensor(bad))
 
 
+def test_seq2seq_refuses_ids_outside_the_vocabulary_before_the_embedding():
+    # on a GPU an out-of-range index is a device-side assert that breaks every later call
+    model = _model()
+    src, lengths = _padded_batch()
+    tgt_in = torch.zeros(3, 2, dtype=torch.long)
+    src[1, 0] = VOCAB_SIZE
+    with pytest.raises(ValueError, match=rf"src must be in \[0, {VOCAB_SIZE}\).*4 to {VOCAB_SIZE}"):
+        model(src, lengths, tgt_in)
+    with pytest.raises(ValueError, match=rf"src must be in \[0, {VOCAB_SIZE}\)"):
+        model.greedy_decode(src, lengths, BOS, EOS, 3)
+    src, lengths = _padded_batch()
+    tgt_in[2, 1] = -1
+    with pytest.raises(ValueError, match=rf"tgt_in must be in \[0, {VOCAB_SIZE}\).*-1 to 0"):
+        model(src, lengths, tgt_in)
+
+
+def test_seq2seq_refuses_float_ids_and_names_the_dtype():
+    model = _model()
+    src, lengths = _padded_batch()
+    with pytest.raises(ValueError, match=r"src must be integer.*torch.float32"):
+        model(src.float(), lengths, torch.zeros(3, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"tgt_in must be integer.*torch.float64"):
+        model(src, lengths, torch.zeros(3, 2, dtype=torch.float64))
+
+
 def test_unknown_cell_is_rejected():
     with pytest.raises(ValueError, match="cell must be one of"):
         Encoder(VOCAB_SIZE, cell="rnn")

@@ -353,3 +353,14 @@ def test_greedy_decoding_gives_local_m_the_step_index_as_its_centre():
         allowed = decoded.attention[:, t] > 0
         outside = (torch.arange(7) - t).abs() > 1
         assert not (allowed & outside).any(), f"step {t} attends outside its window around t"
+
+
+@pytest.mark.parametrize("feed_context", [True, False], ids=["feed", "luong"])
+def test_the_attention_decoder_refuses_ids_outside_the_vocabulary(feed_context):
+    model = _model(feed_context=feed_context)
+    src, lengths, tgt_in = _batch()
+    tgt_in[1, 2] = VOCAB_SIZE + 3
+    with pytest.raises(ValueError, match=rf"must be in \[0, {VOCAB_SIZE}\).*to {VOCAB_SIZE + 3}"):
+        model(src, lengths, tgt_in)
+    with pytest.raises(ValueError, match=r"must be integer.*torch.float32"):
+        model(src, lengths, tgt_in.float())

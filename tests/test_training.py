@@ -130,6 +130,16 @@ def test_fit_rejects_an_empty_loader():
         fit(_linear(), _EmptyLoader(), CountingLoss(), steps=3, progress=False)
 
 
+@pytest.mark.parametrize("budget", [dict(steps=3), dict(epochs=1)])
+def test_fit_rejects_an_empty_loader_for_either_budget(budget):
+    # 3 examples, batch_size 4, drop_last: a real loader with no batch at all
+    x = torch.randn(3, 3)
+    loader = DataLoader(TensorDataset(x, x[:, :1]), batch_size=4, drop_last=True)
+    for empty in (_EmptyLoader(), loader):
+        with pytest.raises(ValueError, match="the loader is empty.*drop_last"):
+            fit(_linear(), empty, CountingLoss(), progress=False, **budget)
+
+
 def test_fit_stops_with_a_clear_error_when_the_loss_is_nan():
     nan_loss = lambda model, batch: model(batch[0]).sum() * float("nan")
     with pytest.raises(FloatingPointError, match=r"lower learning rate \(lr=0\.5\)"):

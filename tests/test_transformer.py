@@ -196,6 +196,15 @@ def test_tagger_errors_name_the_input():
         model(torch.tensor([[1, 12]]))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bool, torch.uint8])
+def test_tagger_and_gpt_refuse_ids_that_are_not_integers_and_name_the_dtype(dtype):
+    ids = torch.ones(1, 4, dtype=dtype)
+    with pytest.raises(ValueError, match=rf"tokens must be integer.*torch.long.*{dtype}"):
+        _tagger("none")(ids)
+    with pytest.raises(ValueError, match=rf"idx must be integer.*torch.long.*{dtype}"):
+        _gpt()(ids)
+
+
 # ----------------------------------------------------------------------------- KV cache
 
 
@@ -339,6 +348,27 @@ def test_generate_stops_at_the_stop_token_and_restores_training_mode():
 def test_generate_rejects_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):
         _gpt().generate(torch.zeros(1, 2, dtype=torch.long), 3, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(temperature=-1.0), "temperature must be >= 0"),  # it sampled the inverted logits
+        (dict(top_k=0), r"top_k must be in 1\.\.5 \(the vocabulary size\), got 0"),
+        (dict(top_k=6), r"top_k must be in 1\.\.5 \(the vocabulary size\), got 6"),
+        (dict(temperature=0, top_k=6), r"top_k must be in 1\.\.5"),
+    ],
+)
+def test_sample_next_rejects_bad_settings(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        sample_next(torch.randn(2, 5), **kwargs)
+
+
+def test_generate_refuses_a_negative_number_of_new_tokens_and_zero_returns_the_prompt():
+    model, prompt = _gpt(), torch.randint(0, 13, (2, 3))
+    with pytest.raises(ValueError, match="max_new_tokens must be >= 0, got -3"):
+        model.generate(prompt, max_new_tokens=-3)
+    assert torch.equal(model.generate(prompt, max_new_tokens=0), prompt)
 
 
 def test_gpt_errors_name_the_input():

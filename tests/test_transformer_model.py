@@ -111,6 +111,28 @@ def test_decoding_rejects_bad_settings():
         model(src, lengths[:2], torch.zeros(3, 2, dtype=torch.long))
 
 
+@pytest.mark.parametrize("which, low, high", [("src", 0, 11), ("src", -1, 10), ("tgt_in", 0, 13)])
+def test_ids_outside_the_vocabulary_are_refused_before_the_embedding(which, low, high):
+    # on a GPU an out-of-range index is a device-side assert that breaks every later call
+    model = _model()  # 11 source and 13 target symbols
+    src, lengths = _sources()
+    tgt_in = torch.zeros(3, 2, dtype=torch.long)
+    bad = {"src": src, "tgt_in": tgt_in}[which]
+    bad[0, 0], bad[0, 1] = low, high
+    size = {"src": 11, "tgt_in": 13}[which]
+    with pytest.raises(ValueError, match=rf"{which} must be in \[0, {size}\).*{low} to {high}"):
+        model(src, lengths, tgt_in)
+
+
+def test_float_ids_are_refused_with_their_dtype():
+    model = _model()
+    src, lengths = _sources()
+    with pytest.raises(ValueError, match=r"src must be integer.*torch.float32"):
+        model(src.float(), lengths, torch.zeros(3, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"tgt_in must be integer.*torch.float32"):
+        model(src, lengths, torch.zeros(3, 2))
+
+
 def test_the_warmup_schedule_rises_then_decays_like_the_paper():
     factor = warmup_schedule(d_model=64, warmup_steps=100)
     assert factor(0) == factor(1)

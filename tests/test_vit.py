@@ -68,6 +68,16 @@ def test_vision_transformer_shapes_and_maps():
         VisionTransformer(image_size=8, patch_size=3)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.uint8])
+def test_images_of_another_dtype_than_the_model_are_refused_with_the_fix(dtype):
+    torch.manual_seed(0)
+    model = VisionTransformer(image_size=8, patch_size=2, num_layers=1, d_model=16, num_heads=2)
+    images = torch.rand(2, 1, 8, 8).to(dtype)  # scikit-learn's digits come as float64
+    with pytest.raises(ValueError, match=rf"torch.float32.*got {dtype}.*images.float\(\)"):
+        model(images)
+    assert model.double()(images.double()).dtype == torch.float64  # a float64 model is fine
+
+
 def test_vision_transformer_uses_where_things_are():
     """Learned positions: moving a patch changes the prediction (with all-zero positions a ViT
     could not tell a digit from its patches shuffled)."""

@@ -115,6 +115,19 @@ def test_softmax_explorer_works_at_the_slider_extremes():
     assert ent == pytest.approx(math.log(4), abs=0.01)
 
 
+@pytest.mark.parametrize(
+    ("scores", "labels", "words"),
+    [
+        ([], [], "at least one score"),
+        ([[1.0, 2.0]], ["a"], "one number per label"),
+        (["a", "b"], ["a", "b"], "scores must be numbers"),
+    ],
+)
+def test_softmax_explorer_explains_scores_it_cannot_show(scores, labels, words):
+    with pytest.raises(ValueError, match=words):
+        softmax_explorer(scores, labels)
+
+
 def test_softmax_explorer_rejects_mismatched_scores_and_labels():
     with pytest.raises(ValueError, match="3 scores but 2 labels"):
         softmax_explorer((1.0, 2.0, 3.0), ("a", "b"))

@@ -25,11 +25,19 @@ def padding_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Ten
     lengths = torch.as_tensor(lengths)
     if lengths.dim() != 1:
         raise ValueError(f"lengths must be 1-D (B,), got shape {tuple(lengths.shape)}")
+    if lengths.numel() and int(lengths.min()) < 0:
+        raise ValueError(f"lengths must be >= 0 (real tokens per row), got {lengths.tolist()}")
     longest = int(lengths.max()) if lengths.numel() else 0
     max_len = longest if max_len is None else max_len
     if longest > max_len:
         raise ValueError(f"a length of {longest} does not fit in max_len={max_len}")
     return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def _padding_hint(scores_shape: torch.Size) -> str:
+    if len(scores_shape) == 4:
+        return "a padding mask as (B, 1, 1, L_k), mask[:, None, None, :]"
+    return "a padding mask as (B, 1, L_k), mask[:, None, :]"
 
 
 def _check_mask(mask: torch.Tensor, scores_shape: torch.Size) -> None:
@@ -38,15 +46,44 @@ def _check_mask(mask: torch.Tensor, scores_shape: torch.Size) -> None:
             f"mask must be boolean (True = may attend), got {mask.dtype}; a float mask would be "
             "added to the scores, which is a different convention"
         )
+    batched = len(scores_shape) >= 3
+    batch, l_q, l_k = scores_shape[0], scores_shape[-2], scores_shape[-1]
+    padding_like = batched and mask.dim() == 2 and tuple(mask.shape) == (batch, l_k)
+    if padding_like and batch == l_q and batch > 1:  # (B, L_k) or (L_q, L_k)? Both fit.
+        raise ValueError(
+            f"a 2-D mask {tuple(mask.shape)} is ambiguous for scores {tuple(scores_shape)}: the "
+            f"batch size equals L_q ({batch}), so it would be read as one row per query. Pass "
+            f"{_padding_hint(scores_shape)}, or a per-query mask as (1, L_q, L_k), mask[None]"
+        )
     try:
         broadcast = torch.broadcast_shapes(mask.shape, scores_shape)
     except RuntimeError:
         broadcast = None
     if broadcast != scores_shape:
+        hint = f": for {_padding_hint(scores_shape)}" if padding_like else ""
         raise ValueError(
             f"mask of shape {tuple(mask.shape)} does not broadcast to the scores' shape "
-            f"{tuple(scores_shape)} (..., L_query, L_key)"
+            f"{tuple(scores_shape)} (..., L_query, L_key){hint}"
         )
+
+
+def _check_no_nan(**tensors: torch.Tensor) -> None:
+    """A NaN input would silently turn every output it reaches into NaN: refuse it early.
+
+    One reduction for all inputs (one device sync); skipped while tracing or compiling, where
+    a data-dependent branch is not allowed.
+    """
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return
+    if not bool(torch.stack([t.isnan().any() for t in tensors.values()]).any()):
+        return
+    for name, t in tensors.items():
+        if t.isnan().any():
+            raise ValueError(
+                f"{name} contains NaN ({int(t.isnan().sum())} of {t.numel()} values, shape "
+                f"{tuple(t.shape)}): check the inputs, or what made them (a division by zero, "
+                "weights diverged by a too-high learning rate)"
+            )
 
 
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -79,7 +116,9 @@ def scaled_dot_product_attention(
     Shapes: q ``(..., L_q, d_k)``, k ``(..., L_k, d_k)``, v ``(..., L_k, d_v)``; any leading
     batch/head dims that broadcast. Returns out ``(..., L_q, d_v)`` and the weights
     ``(..., L_q, L_k)`` (before dropout). Like PyTorch's function, dropout is applied whenever
-    ``dropout_p > 0``: pass 0 at evaluation time.
+    ``dropout_p > 0``: pass 0 at evaluation time. A 2-D mask is ``(L_q, L_k)``; on batched
+    inputs with B == L_q it could also be a ``(B, L_k)`` padding mask, and is refused. NaN in
+    q, k or v is refused too.
     """
     if q.dim() < 2 or k.dim() < 2 or v.dim() < 2:
         raise ValueError(
@@ -97,6 +136,7 @@ def scaled_dot_product_attention(
         )
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
+    _check_no_nan(q=q, k=k, v=v)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     scores = (q @ k.transpose(-2, -1)) * scale  # (..., L_q, L_k)
     weights = masked_softmax(scores, mask)

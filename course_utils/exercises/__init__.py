@@ -23,7 +23,7 @@ from . import (
     lesson08,
     lesson09,
 )
-from ._core import FAILED, NOT_ATTEMPTED, PASSED, CheckResult, Question
+from ._core import CHECKER_FAILED, FAILED, NOT_ATTEMPTED, PASSED, CheckResult, Question
 from .lesson00 import check_softmax, reference_softmax
 from .lesson01 import (
     check_greedy_step,
@@ -67,6 +67,7 @@ def show_solution(name: str) -> None:
 
 
 __all__ = [
+    "CHECKER_FAILED",
     "FAILED",
     "NOT_ATTEMPTED",
     "PASSED",

@@ -36,7 +36,7 @@ def check_softmax(fn: Callable[[torch.Tensor], torch.Tensor]) -> CheckResult:
         if not torch.allclose(out, torch.softmax(scores, dim=-1), atol=1e-5):
             raise Mistake("the weights sum to 1 but are not exp(x) / sum(exp(x))")
         big = torch.tensor([[1000.0, 1001.0, 1002.0]])
-        out_big = fn(big.clone())
+        out_big = expect_tensor(fn(big.clone()), "the result for large scores", (1, 3))
         if not torch.isfinite(out_big).all():
             raise Mistake(
                 "large scores give NaN or inf: exp(1000) overflows. Subtract the row's "

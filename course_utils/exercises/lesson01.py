@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 
 from ..seq2seq import BottleneckDecoder
+from ..token_ids import ID_DTYPES
 from ._core import CheckResult, Mistake, Question, expect_tensor, run_check
 
 
@@ -28,12 +29,12 @@ def check_pad_batch(fn: Callable) -> CheckResult:
         if not isinstance(result, tuple) or len(result) != 2:
             raise Mistake("return a pair: (padded, lengths)")
         padded, lengths = result
-        padded = expect_tensor(padded, "padded", (3, 3))
-        lengths = expect_tensor(lengths, "lengths", (3,))
-        if padded.dtype != torch.long or lengths.dtype != torch.long:
+        padded = expect_tensor(padded, "padded", (3, 3), keep_dtype=True)
+        lengths = expect_tensor(lengths, "lengths", (3,), keep_dtype=True)
+        if padded.dtype not in ID_DTYPES or lengths.dtype not in ID_DTYPES:
             raise Mistake(
                 f"ids and lengths must be integers (torch.long), got {padded.dtype} and "
-                f"{lengths.dtype}: nn.Embedding needs long ids"
+                f"{lengths.dtype}: nn.Embedding looks ids up by index"
             )
         if lengths.tolist() != [3, 1, 2]:
             raise Mistake(
@@ -84,8 +85,8 @@ def check_greedy_step(fn: Callable) -> CheckResult:
                 "next_token has one entry per vocabulary item: you took the argmax over the "
                 "batch (dim=0); take it over the vocabulary, dim=-1"
             )
-        next_token = expect_tensor(next_token, "next_token", (batch,))
-        if next_token.dtype != torch.long:
+        next_token = expect_tensor(next_token, "next_token", (batch,), keep_dtype=True)
+        if next_token.dtype not in ID_DTYPES:
             raise Mistake(f"next_token must be ids (torch.long), got {next_token.dtype}")
         if not torch.equal(next_token, expected_token):
             raise Mistake(

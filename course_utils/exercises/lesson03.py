@@ -125,7 +125,7 @@ def check_local_window(fn: Callable) -> CheckResult:
                     f"it needs one per source position ({length}), True inside the window. Did "
                     "you forget to clip the window to the sequence?"
                 )
-            result = expect_tensor(result, "mask", (length,))
+            result = expect_tensor(result, "mask", (length,), keep_dtype=True)
             if result.dtype != torch.bool:
                 raise Mistake(
                     f"the mask is {result.dtype}; make it boolean (True = may attend), e.g. "

@@ -184,7 +184,7 @@ def check_causal_mask(fn: Callable) -> CheckResult:
             mask = fn(n)
             if not isinstance(mask, torch.Tensor):
                 raise Mistake(f"return a torch.Tensor, got {type(mask).__name__}")
-            mask = expect_tensor(mask, f"causal_mask({n})", (n, n))
+            mask = expect_tensor(mask, f"causal_mask({n})", (n, n), keep_dtype=True)
             if mask.is_floating_point():
                 if torch.isinf(mask).any():
                     raise Mistake(

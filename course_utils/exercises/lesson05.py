@@ -115,7 +115,8 @@ def _call_encoding(fn, max_len: int, d_model: int) -> torch.Tensor:
             f"the result has shape {tuple(pe.shape)}, expected ({max_len}, {d_model}): rows "
             "are positions and columns are dimensions (did you transpose?)"
         )
-    pe = expect_tensor(pe, f"positional_encoding({max_len}, {d_model})", (max_len, d_model))
+    name = f"positional_encoding({max_len}, {d_model})"
+    pe = expect_tensor(pe, name, (max_len, d_model), keep_dtype=True)
     if not pe.is_floating_point():
         raise Mistake(f"the result has dtype {pe.dtype}; return floats")
     return pe.detach().double().cpu()

@@ -125,6 +125,7 @@ def check_merge_heads(fn: Callable) -> CheckResult:
         result = expect_tensor(result, "merge_heads(x)", (_B, _L, _D))
         if torch.equal(result, x):
             other_layout = _call(fn, heads.clone())  # the same numbers, strided as a view of x
+            other_layout = expect_tensor(other_layout, "merge_heads(x)", (_B, _L, _D))
             if not torch.equal(other_layout, x):
                 raise Mistake("merge_heads depends on the memory layout of its input")
             return "(B, H, L, d_head) -> (B, L, D), and merge_heads(split_heads(x)) == x."

@@ -65,7 +65,7 @@ def check_causal_mask_with_offset(fn: Callable) -> CheckResult:
                     f"the mask has shape {(n_k, n_q)}: rows are queries and columns keys, "
                     f"so it should be (num_queries, num_keys) = {(n_q, n_k)}"
                 )
-            mask = expect_tensor(mask, f"mask({n_q}, {n_k})", (n_q, n_k))
+            mask = expect_tensor(mask, f"mask({n_q}, {n_k})", (n_q, n_k), keep_dtype=True)
             if mask.dtype != torch.bool:
                 raise Mistake(
                     f"the mask has dtype {mask.dtype}; return booleans (dtype=torch.bool), "
@@ -129,6 +129,8 @@ def _close(a, b) -> bool:
 
 
 def _check_cache_shapes(k, v, length):
+    """The returned caches, checked and made comparable (``expect_tensor``)."""
+    checked = []
     for name, value in (("k_cache", k), ("v_cache", v)):
         if not isinstance(value, torch.Tensor):
             raise Mistake(f"the returned {name} should be a tensor, got {type(value).__name__}")
@@ -148,7 +150,8 @@ def _check_cache_shapes(k, v, length):
                 f"the returned {name} has shape {shape}, the old length: append the new "
                 f"token's {name[0]} to the cache, so it grows to T + 1"
             )
-        expect_tensor(value, f"the returned {name}", (_B, _H, length + 1, _D))
+        checked.append(expect_tensor(value, f"the returned {name}", (_B, _H, length + 1, _D)))
+    return checked
 
 
 def check_kv_cache_step(fn: Callable) -> CheckResult:
@@ -173,7 +176,7 @@ def check_kv_cache_step(fn: Callable) -> CheckResult:
             if not isinstance(result, tuple) or len(result) != 3:
                 raise Mistake("return a triple: (out, k_cache, v_cache), the caches updated")
             out, k, v = result
-            _check_cache_shapes(k, v, length)
+            k, v = _check_cache_shapes(k, v, length)
             k_all, v_all = torch.cat([k_cache, k_new], -2), torch.cat([v_cache, v_new], -2)
             if _close(k, torch.cat([k_new, k_cache], -2)):
                 raise Mistake(

@@ -216,6 +216,14 @@ def check_warmup_lr(fn: Callable) -> CheckResult:
 _SHIFT_CASES = (([7, 5, 9, 4], 1, 2), ([3], 1, 2), ([6, 6, 8], 11, 12))
 
 
+def _ids(part, name: str) -> list[int]:
+    """A learner's sequence of token ids (a list, a tuple, a 1-D tensor) as a list of ints."""
+    try:
+        return list(map(int, part))
+    except (TypeError, ValueError):
+        raise Mistake(f"the {name} should be a list of token ids (ints), got {part!r}") from None
+
+
 def check_teacher_forcing_shift(fn: Callable) -> CheckResult:
     """Checks ``fn(target, bos_id, eos_id) -> (decoder_input, decoder_target)``."""
 
@@ -225,7 +233,9 @@ def check_teacher_forcing_shift(fn: Callable) -> CheckResult:
             got = fn(list(target), bos, eos)
             if not (isinstance(got, tuple) and len(got) == 2):
                 raise Mistake("return a pair: (decoder_input, decoder_target)")
-            inp, out = (list(map(int, part)) for part in got)
+            inp, out = (
+                _ids(part, name) for part, name in zip(got, ("decoder_input", "decoder_target"))
+            )
             want_in, want_out = reference_teacher_forcing_shift(original, bos, eos)
             if (inp, out) == (want_in, want_out):
                 continue

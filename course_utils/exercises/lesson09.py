@@ -249,7 +249,7 @@ def check_attention_rollout(fn: Callable) -> CheckResult:
             )
         result = expect_tensor(result, "the rollout", (b, t, t))
         if _close(result, _rollout(attentions)):
-            one = fn(attentions[:1])
+            one = expect_tensor(fn(attentions[:1]), "the rollout of one layer", (b, t, t))
             if not _close(one, _rollout(attentions[:1])):
                 raise Mistake("with a single layer the rollout is that layer's 0.5·I + 0.5·A")
             return "heads averaged, the residual mixed in, layers multiplied later-on-the-left."

@@ -109,8 +109,18 @@ def split_problems(problems: Sequence[Problem], n_test: int) -> tuple[list[Probl
 
 
 def carry_free_answer(prompt: str, reverse_answer: bool = True) -> str:
-    """A baseline that adds digit by digit and forgets every carry: ``"07+45="`` -> 42."""
+    """A baseline that adds digit by digit and forgets every carry: ``"07+45="`` -> ``"042"``,
+    written ``"240"`` with ``reverse_answer``. Right exactly when the sum has no carry.
+
+    The prompt is read as :func:`parse_problem` reads it; both operands need the same width.
+    """
+    parse_problem(prompt)  # a ValueError for anything that is not "a+b="
     a, b = prompt[:-1].split("+")
+    if len(a) != len(b):
+        raise ValueError(
+            f"{prompt!r}: both operands need the same number of digits, zero-padded like "
+            f"'07+45=', to be added digit by digit"
+        )
     digits = [(int(x) + int(y)) % 10 for x, y in zip(a, b)]
     total = "0" + "".join(map(str, digits))  # the carry into the top digit is forgotten too
     return total[::-1] if reverse_answer else total

@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..attention import KVCache
+from ..token_ids import check_token_ids
 from .layers import EncoderLayer
 from .positions import PositionalEncoding
 
@@ -72,11 +73,7 @@ class GPT(nn.Module):
     def forward(self, idx: torch.Tensor, caches: list[KVCache] | None = None) -> torch.Tensor:
         if idx.dim() != 2:
             raise ValueError(f"idx must be (B, T) token ids, got {tuple(idx.shape)}")
-        if idx.numel() and (idx.min() < 0 or idx.max() >= self.config.vocab_size):
-            raise ValueError(
-                f"token ids must be in [0, {self.config.vocab_size}), got "
-                f"{int(idx.min())}..{int(idx.max())}"
-            )
+        check_token_ids(idx, self.config.vocab_size, "idx")
         if caches is not None and len(caches) != len(self.blocks):
             raise ValueError(f"need one cache per layer ({len(self.blocks)}), got {len(caches)}")
         offset = len(caches[0]) if caches is not None else 0
@@ -109,10 +106,9 @@ class GPT(nn.Module):
         """
         if idx.dim() != 2 or idx.shape[1] < 1:
             raise ValueError(f"idx must be (B, T) with T >= 1, got {tuple(idx.shape)}")
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
-        if top_k is not None and not 1 <= top_k <= self.config.vocab_size:
-            raise ValueError(f"top_k must be in 1..{self.config.vocab_size}, got {top_k}")
+        if max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+        check_sampling(temperature, top_k, self.config.vocab_size)
         was_training = self.training
         self.eval()
         block = self.config.block_size
@@ -136,6 +132,20 @@ class GPT(nn.Module):
         return idx
 
 
+def check_sampling(temperature: float, top_k: int | None, vocab_size: int) -> None:
+    """A ValueError for a temperature below 0 or a top-k outside ``1..vocab_size``."""
+    if not temperature >= 0:  # a negative one would sample the inverted distribution
+        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    if top_k is not None and not 1 <= top_k <= vocab_size:
+        raise ValueError(f"top_k must be in 1..{vocab_size} (the vocabulary size), got {top_k}")
+
+
+def keep_top_k(logits: torch.Tensor, top_k: int) -> torch.Tensor:
+    """``logits (..., V)`` with all but the ``top_k`` largest of each row set to -inf."""
+    kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]  # (..., 1) the k-th largest
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
 def sample_next(
     logits: torch.Tensor,
     temperature: float = 1.0,
@@ -143,11 +153,11 @@ def sample_next(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Pick one token per row of ``logits (B, V)``: argmax at temperature 0, else a sample."""
+    check_sampling(temperature, top_k, logits.shape[-1])
     if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)  # (B, 1)
     logits = logits / temperature
     if top_k is not None:
-        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1) the k-th largest
-        logits = logits.masked_fill(logits < kth, float("-inf"))
+        logits = keep_top_k(logits, top_k)
     probs = F.softmax(logits, dim=-1)  # (B, V)
     return torch.multinomial(probs, 1, generator=generator)  # (B, 1)

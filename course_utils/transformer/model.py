@@ -13,6 +13,7 @@ from torch.nn import functional as F
 
 from ..attention import KVCache, padding_mask
 from ..seq2seq import Decoded
+from ..token_ids import check_token_ids
 from .gpt import causal_mask_with_offset
 from .layers import DecoderLayer, EncoderLayer
 from .positions import PositionalEncoding
@@ -58,7 +59,10 @@ class Transformer(nn.Module):
         self.decoder_attention: list[torch.Tensor] = []
         self.cross_attention: list[torch.Tensor] = []
 
-    def _embed(self, embedding: nn.Embedding, tokens: torch.Tensor, offset: int = 0):
+    def _embed(
+        self, embedding: nn.Embedding, tokens: torch.Tensor, offset: int = 0, name: str = "tokens"
+    ):
+        check_token_ids(tokens, embedding.num_embeddings, name)
         return self.positions(embedding(tokens) * math.sqrt(self.d_model), offset=offset)
 
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor):
@@ -69,7 +73,7 @@ class Transformer(nn.Module):
                 f"{tuple(src_lengths.shape)}"
             )
         src_mask = padding_mask(src_lengths, src.shape[1])  # (B, S)
-        x = self._embed(self.src_embedding, src)
+        x = self._embed(self.src_embedding, src, name="src")
         self.encoder_attention = []
         for layer in self.encoder:
             x, weights = layer(x, mask=src_mask[:, None, None, :])  # (B, 1, 1, S)
@@ -83,7 +87,7 @@ class Transformer(nn.Module):
         self_mask = causal_mask_with_offset(length, offset + length, device=tgt_in.device)[
             None, None
         ]
-        x = self._embed(self.tgt_embedding, tgt_in, offset)
+        x = self._embed(self.tgt_embedding, tgt_in, offset, name="tgt_in")
         self.decoder_attention, self.cross_attention = [], []
         for i, layer in enumerate(self.decoder):
             cache = None if caches is None else caches[i]

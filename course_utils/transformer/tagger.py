@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..token_ids import check_token_ids
 from .layers import EncoderLayer
 from .positions import PositionalEncoding
 
@@ -50,11 +51,7 @@ class TransformerTagger(nn.Module):
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         if tokens.dim() != 2:
             raise ValueError(f"tokens must be (B, T) integer ids, got {tuple(tokens.shape)}")
-        if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
-            raise ValueError(
-                f"token ids must be in [0, {self.vocab_size}), got {int(tokens.min())}.."
-                f"{int(tokens.max())}"
-            )
+        check_token_ids(tokens, self.vocab_size, "tokens")
         keys = None if self.pad_id is None else tokens != self.pad_id  # (B, T) real tokens
         mask = None if keys is None else keys[:, None, None, :]  # (B, 1, 1, T)
         x = self.positions(self.embedding(tokens))  # (B, T, d_model)

@@ -20,6 +20,7 @@ from ..attention import causal_mask
 from ..data import Vocab
 from ..plots import plot_attention
 from ..transformer import GPT
+from ..transformer.gpt import check_sampling, keep_top_k
 from ._show import clear, show_figure, warning_html
 
 __all__ = [
@@ -72,16 +73,14 @@ def next_token_probabilities(
     """``(V,)`` on the CPU: the distribution ``sample_next`` draws the token after ``prompt``
     from; temperature 0 puts all the mass on the argmax (greedy)."""
     ids = encode_prompt(prompt, vocab, model.config.block_size)
+    check_sampling(temperature, top_k, model.config.vocab_size)
     model.eval()
     logits = model(torch.tensor([ids], device=_device(model)))[0, -1].float().cpu()  # (V,)
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
     if temperature == 0:
         return F.one_hot(logits.argmax(), len(logits)).float()
     logits = logits / temperature
     if top_k is not None:
-        kth = torch.topk(logits, top_k).values[-1]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
+        logits = keep_top_k(logits, top_k)
     return torch.softmax(logits, dim=-1)
 
 

@@ -29,11 +29,23 @@ def entropy(weights: torch.Tensor) -> float:
     return float(row_entropy(weights))
 
 
+def _check_scores(scores) -> None:
+    try:
+        values = torch.as_tensor(scores, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"scores must be numbers, got {scores!r}") from err
+    if values.dim() != 1:
+        raise ValueError(f"give one number per label, a flat list; got shape {tuple(values.shape)}")
+    if values.numel() == 0:
+        raise ValueError("the softmax needs at least one score (and one label per score)")
+
+
 def softmax_explorer(
     scores: Sequence[float] = (2.0, 1.0, 0.5, -1.0),
     labels: Sequence[str] = ("the", "cat", "sat", "down"),
 ) -> widgets.VBox:
     """A temperature slider over softmax weights: the course's first widget."""
+    _check_scores(scores)
     if len(scores) != len(labels):
         raise ValueError(f"{len(scores)} scores but {len(labels)} labels")
     slider = widgets.FloatLogSlider(
