@@ -70,6 +70,7 @@ outputs: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python tests/bench_notebooks.py notebooks/*.ipynb
 	$(BIN)/python tests/bench_kv_cache.py
+	$(BIN)/python tests/bench_attention.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build student

@@ -248,7 +248,6 @@ class Seq2Seq(nn.Module):
     def __init__(self, encoder: nn.Module, decoder: nn.Module, max_src_len: int | None = None):
         super().__init__()
         self.encoder, self.decoder, self.max_src_len = encoder, decoder, max_src_len
-        self.last_attention: torch.Tensor | None = None  # (B, T, S) from the last forward
 
     def _init_decoder_state(self, encoder_state):
         init = getattr(self.decoder, "init_state", None)  # decoders without one start as-is
@@ -259,8 +258,8 @@ class Seq2Seq(nn.Module):
         encoder_outputs, state = self.encoder(src, src_lengths)
         src_mask = torch.arange(src.shape[1], device=src.device)[None] < src_lengths[:, None]
         state = self._init_decoder_state(state)
-        logits, _, self.last_attention = self.decoder(tgt_in, state, encoder_outputs, src_mask)
-        return logits
+        logits, _, _ = self.decoder(tgt_in, state, encoder_outputs, src_mask)
+        return logits  # the attention: with record_attention(model) as maps
 
     @torch.no_grad()
     def greedy_decode(self, src, src_lengths, bos_id: int, eos_id: int, max_len: int) -> Decoded:

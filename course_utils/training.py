@@ -7,7 +7,8 @@ with AdamW, gradient clipping and a ``tqdm`` progress bar, and returns a :class:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -48,6 +49,18 @@ class History:
                 total -= self.loss[i - window]
             out.append(total / min(i + 1, window))
         return out
+
+
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode (no dropout) inside the block, and the model's own mode again after it, even
+    after an error: ``with evaluating(model): model(x)``."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def to_device(batch, device):
@@ -178,20 +191,18 @@ def predict(
     ``max_len`` defaults to each source's length + 10 tokens (as in ``translate``).
     """
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     outputs: list[str] = []
-    for start in range(0, len(sources), batch_size):
-        chunk = [(s, "") for s in sources[start : start + batch_size]]
-        batch = collate_pairs(chunk, src_vocab, tgt_vocab).to(device)
-        limit = max_len if max_len is not None else int(batch.src_lengths.max()) + 10
-        decoded = model.greedy_decode(
-            batch.src, batch.src_lengths, tgt_vocab.bos_id, tgt_vocab.eos_id, limit
-        )
-        for row, length in zip(decoded.tokens.tolist(), batch.src_lengths.tolist()):
-            own_limit = max_len if max_len is not None else length + 10
-            outputs.append(tgt_vocab.to_text(row[:own_limit]))
-    model.train(was_training)
+    with evaluating(model):
+        for start in range(0, len(sources), batch_size):
+            chunk = [(s, "") for s in sources[start : start + batch_size]]
+            batch = collate_pairs(chunk, src_vocab, tgt_vocab).to(device)
+            limit = max_len if max_len is not None else int(batch.src_lengths.max()) + 10
+            decoded = model.greedy_decode(
+                batch.src, batch.src_lengths, tgt_vocab.bos_id, tgt_vocab.eos_id, limit
+            )
+            for row, length in zip(decoded.tokens.tolist(), batch.src_lengths.tolist()):
+                own_limit = max_len if max_len is not None else length + 10
+                outputs.append(tgt_vocab.to_text(row[:own_limit]))
     return outputs
 
 

@@ -70,8 +70,9 @@ class PatchEmbedding(nn.Module):
 class VisionTransformer(nn.Module):
     """Patches + CLS token + learned positions, pre-norm encoder layers, a linear head on CLS.
 
-    ``forward(images (B, C, H, W)) -> logits (B, num_classes)``. After each call
-    ``attention_weights`` holds one ``(B, H, N+1, N+1)`` tensor per layer (index 0 is CLS).
+    ``forward(images (B, C, H, W)) -> logits (B, num_classes)``. ``with record_attention(vit)
+    as maps``: ``maps.layers("self")`` is one ``(B, H, N+1, N+1)`` map per layer (index 0 is
+    CLS), the input of :func:`attention_rollout`.
     """
 
     def __init__(
@@ -103,7 +104,6 @@ class VisionTransformer(nn.Module):
         )
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, num_classes)
-        self.attention_weights: list[torch.Tensor] = []
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.dim() != 4 or images.shape[-2:] != (self.image_size, self.image_size):
@@ -114,10 +114,8 @@ class VisionTransformer(nn.Module):
         x = self.patch_embedding(images)  # (B, N, d)
         cls = self.cls_token.expand(x.shape[0], -1, -1)  # (B, 1, d)
         x = self.dropout(torch.cat([cls, x], dim=1) + self.position_embedding)  # (B, N+1, d)
-        self.attention_weights = []
         for layer in self.layers:
-            x, weights = layer(x)
-            self.attention_weights.append(weights.detach())  # (B, H, N+1, N+1)
+            x = layer(x)  # (B, N+1, d)
         return self.head(self.norm(x[:, 0]))  # (B, num_classes), from the CLS token
 
 

@@ -32,7 +32,7 @@ from course_utils.tasks import (
     parse_problem,
     split_problems,
 )
-from course_utils.transformer import GPT, GPTConfig, causal_mask_with_offset
+from course_utils.transformer import GPT, GPTConfig
 from course_utils.widgets import (
     attention_map,
     causal_explorer,
@@ -191,7 +191,7 @@ def test_the_quiz_has_three_or_four_questions():
 def test_reference_mask_with_offset_is_the_models_mask():
     for n_q, n_k in [(1, 1), (3, 3), (1, 6), (4, 9)]:
         assert torch.equal(
-            reference_causal_mask_with_offset(n_q, n_k), causal_mask_with_offset(n_q, n_k)
+            reference_causal_mask_with_offset(n_q, n_k), causal_mask(n_q, offset=n_k - n_q)
         )
     assert torch.equal(reference_causal_mask_with_offset(5, 5), causal_mask(5))
 
@@ -204,7 +204,7 @@ def test_reference_cache_step_equals_multi_head_attention_with_a_kv_cache():
     x = torch.randn(2, 6, 16)
     cache = KVCache()
     with torch.no_grad():
-        mha(x[:, :5], x[:, :5], x[:, :5], mask=causal_mask(5), cache=cache)
+        mha(x[:, :5], x[:, :5], x[:, :5], attn_mask=causal_mask(5), cache=cache)
         expected, _ = mha(x[:, 5:], x[:, 5:], x[:, 5:], cache=cache)
         token = x[:, 5:]
         q, k, v = (mha.split_heads(w(token)) for w in (mha.W_q, mha.W_k, mha.W_v))

@@ -66,15 +66,17 @@ def test_the_reference_decoder_layer_equals_the_tested_one():
     memory_mask = torch.tensor([[True] * 5, [True, True, True, False, False]])
     with torch.no_grad():
         ours = reference_decoder_layer_forward(x, memory, layer, mask, memory_mask)
-        tested = layer(x, memory, mask, memory_mask)[0]
+        tested = layer(x, memory, mask, memory_key_padding_mask=memory_mask)
     assert torch.allclose(ours, tested, atol=1e-6)
 
 
 def _post(x, memory, L, self_mask, memory_mask, self_m=True, mem_m=True, res=True, norms=True):
     n = (lambda k: getattr(L, f"norm{k}")) if norms else (lambda k: lambda h: h)
     r = (lambda a, b: a + b) if res else (lambda a, b: b)
-    h = n(1)(r(x, L.self_attn(x, x, x, mask=self_mask if self_m else None)[0]))
-    h = n(2)(r(h, L.cross_attn(h, memory, memory, mask=memory_mask if mem_m else None)[0]))
+    h = n(1)(r(x, L.self_attn(x, x, x, attn_mask=self_mask if self_m else None)[0]))
+    h = n(2)(
+        r(h, L.cross_attn(h, memory, memory, key_padding_mask=memory_mask if mem_m else None)[0])
+    )
     return n(3)(r(h, L.ffn(h)))
 
 
@@ -88,9 +90,9 @@ def _post(x, memory, L, self_mask, memory_mask, self_m=True, mem_m=True, res=Tru
         (
             lambda x, m, L, s, mm: (
                 lambda h: (lambda h2: h2 + L.ffn(L.norm3(h2)))(
-                    h + L.cross_attn(L.norm2(h), m, m, mask=mm)[0]
+                    h + L.cross_attn(L.norm2(h), m, m, key_padding_mask=mm)[0]
                 )
-            )(x + L.self_attn(L.norm1(x), L.norm1(x), L.norm1(x), mask=s)[0]),
+            )(x + L.self_attn(L.norm1(x), L.norm1(x), L.norm1(x), attn_mask=s)[0]),
             "pre-norm",
         ),
         (lambda x, m, L, s, mm: L.cross_attn(m, x, x)[0], "queries come from the decoder"),
@@ -103,8 +105,8 @@ def test_decoder_layer_checker_names_the_mistake(wrong, words):
 
 def test_decoder_checker_catches_cross_attention_before_self_attention():
     def cross_first(x, m, L, s, mm):
-        h = L.norm1(x + L.cross_attn(x, m, m, mask=mm)[0])
-        h = L.norm2(h + L.self_attn(h, h, h, mask=s)[0])
+        h = L.norm1(x + L.cross_attn(x, m, m, key_padding_mask=mm)[0])
+        h = L.norm2(h + L.self_attn(h, h, h, attn_mask=s)[0])
         return L.norm3(h + L.ffn(h))
 
     assert_rejected(check_decoder_layer_forward(cross_first), "not before")

@@ -10,6 +10,7 @@ import torch
 from checks import assert_rejected
 from torch.nn import functional as F
 
+from course_utils.attention import record_attention
 from course_utils.exercises import (
     NOT_ATTEMPTED,
     PASSED,
@@ -227,7 +228,9 @@ def test_cls_attention_is_a_grid_for_every_layer_and_head_and_the_rollout(model,
     for value in maps.values():
         assert value.shape == (4, 4)
     # one layer's CLS row over the patches, without CLS: sums to 1 minus its weight on itself
-    weights = model.attention_weights[1][0, 1]
+    with torch.no_grad(), record_attention(model.eval()) as recorded:
+        model(image.reshape(1, -1, *image.shape[-2:]))
+    weights = recorded.layers("self")[1][0, 1]  # layer 1, head 1: (N+1, N+1)
     torch.testing.assert_close(maps[(1, 1)].flatten(), weights[0, 1:])
     torch.testing.assert_close(
         maps[(1, "mean")], (maps[(1, 0)] + maps[(1, 1)]) / 2, atol=1e-6, rtol=1e-5

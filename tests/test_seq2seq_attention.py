@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from course_utils.attention import AdditiveAttention, LocalAttention, LuongAttention
+from course_utils.attention import (
+    AdditiveAttention,
+    LocalAttention,
+    LuongAttention,
+    record_attention,
+)
 from course_utils.data import Vocab, make_loader, make_sequence_task, split_dataset
 from course_utils.seq2seq import (
     AttentionDecoder,
@@ -69,6 +74,13 @@ FEED = pytest.mark.parametrize("feed_context", [True, False], ids=["bahdanau", "
 CELL = pytest.mark.parametrize("cell", ["gru", "lstm"])
 
 
+def _with_attention(model, src, lengths, tgt_in):
+    """Teacher-forced logits and the decoder's attention ``(B, T, S)``, recorded."""
+    with record_attention(model) as maps:
+        logits = model(src, lengths, tgt_in)
+    return logits, maps["decoder.attention"]
+
+
 # ----------------------------------------------------------------------------- shapes and weights
 
 
@@ -78,9 +90,9 @@ def test_attention_model_logits_and_last_attention_shapes(
 ):
     model = _model(attention, cell, bidirectional, feed_context)
     src, lengths, tgt_in = _batch()
-    logits = model(src, lengths, tgt_in)
+    logits, attention = _with_attention(model, src, lengths, tgt_in)
     assert logits.shape == (3, T, VOCAB_SIZE)
-    assert model.last_attention.shape == (3, T, 6)  # (B, T, S)
+    assert attention.shape == (3, T, 6)  # (B, T, S)
     assert torch.isfinite(logits).all()
 
 
@@ -90,8 +102,7 @@ def test_attention_weights_are_zero_at_padding_and_rows_sum_to_one(
 ):
     model = _model(attention, cell, bidirectional, feed_context)
     src, lengths, tgt_in = _batch()
-    model(src, lengths, tgt_in)
-    weights = model.last_attention
+    _, weights = _with_attention(model, src, lengths, tgt_in)
     mask = _src_mask(src, lengths)[:, None, :].expand_as(weights)
     assert torch.all(weights[~mask] == 0)
     assert torch.all(weights >= 0)
@@ -138,7 +149,7 @@ def test_step_by_step_with_teacher_tokens_equals_forward(
     model = _model(attention, cell, bidirectional, feed_context)
     src, lengths, tgt_in = _batch()
     with torch.no_grad():
-        logits = model(src, lengths, tgt_in)
+        logits, attention = _with_attention(model, src, lengths, tgt_in)
         encoder_outputs, state = model.encoder(src, lengths)
         state = model.decoder.init_state(state)
         mask = _src_mask(src, lengths)
@@ -147,7 +158,7 @@ def test_step_by_step_with_teacher_tokens_equals_forward(
                 tgt_in[:, t], state, encoder_outputs, mask
             )
             torch.testing.assert_close(step_logits, logits[:, t], atol=1e-5, rtol=0)
-            torch.testing.assert_close(weights, model.last_attention[:, t], atol=1e-5, rtol=0)
+            torch.testing.assert_close(weights, attention[:, t], atol=1e-5, rtol=0)
 
 
 # ----------------------------------------------------------------------------- decoding
@@ -174,16 +185,14 @@ def test_greedy_decode_attention_equals_teacher_forcing_on_its_own_tokens(feed_c
     decoded = model.greedy_decode(src, lengths, BOS, EOS, max_len=5)
     tgt_in = torch.cat([torch.full((3, 1), BOS), decoded.tokens[:, :-1]], dim=1)
     with torch.no_grad():
-        model(src, lengths, tgt_in)
+        _, attention = _with_attention(model, src, lengths, tgt_in)
     # rows stay equal until a sequence has finished (after <eos> greedy forces <eos>)
-    torch.testing.assert_close(
-        model.last_attention[:, :1], decoded.attention[:, :1], atol=1e-5, rtol=0
-    )
+    torch.testing.assert_close(attention[:, :1], decoded.attention[:, :1], atol=1e-5, rtol=0)
     for b in range(3):
         eos = (decoded.tokens[b] == EOS).nonzero()
         stop = int(eos[0]) + 1 if len(eos) else decoded.tokens.shape[1]
         torch.testing.assert_close(
-            model.last_attention[b, :stop], decoded.attention[b, :stop], atol=1e-5, rtol=0
+            attention[b, :stop], decoded.attention[b, :stop], atol=1e-5, rtol=0
         )
 
 
@@ -208,14 +217,14 @@ def test_a_sequence_alone_and_in_a_padded_batch_gives_the_same_logits(
     model = _model(attention, cell, bidirectional, feed_context)
     src, lengths, tgt_in = _batch()
     with torch.no_grad():
-        batch_logits = model(src, lengths, tgt_in)
-        batch_attention = model.last_attention
+        batch_logits, batch_attention = _with_attention(model, src, lengths, tgt_in)
         for b in range(3):
             n = int(lengths[b])
-            alone = model(src[b : b + 1, :n], lengths[b : b + 1], tgt_in[b : b + 1])
+            one = (src[b : b + 1, :n], lengths[b : b + 1], tgt_in[b : b + 1])
+            alone, alone_attention = _with_attention(model, *one)
             torch.testing.assert_close(alone[0], batch_logits[b], atol=1e-5, rtol=0)
             torch.testing.assert_close(
-                model.last_attention[0], batch_attention[b, :, :n], atol=1e-5, rtol=0
+                alone_attention[0], batch_attention[b, :, :n], atol=1e-5, rtol=0
             )
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from course_utils.attention import KVCache, MultiHeadAttention, causal_mask
+from course_utils.attention import KVCache, MultiHeadAttention, causal_mask, record_attention
 from course_utils.transformer import (
     GPT,
     DecoderLayer,
@@ -17,7 +17,6 @@ from course_utils.transformer import (
     GPTConfig,
     PositionalEncoding,
     TransformerTagger,
-    causal_mask_with_offset,
     sample_next,
     sinusoidal_positional_encoding,
 )
@@ -86,15 +85,16 @@ def test_encoder_layer_equals_pytorch_with_the_same_weights(norm_first, activati
     ours = EncoderLayer.from_torch(theirs).eval()
     assert ours.norm_first == norm_first
     x = torch.randn(3, 6, 16)
-    out, weights = ours(x)
+    with record_attention(ours) as maps:
+        out = ours(x)
     torch.testing.assert_close(out, theirs(x), atol=1e-5, rtol=1e-5)
-    assert weights.shape == (3, 4, 6, 6)
+    assert maps["self"].shape == (3, 4, 6, 6)
     # masks: PyTorch's boolean masks mean True = blocked, ours True = may attend
     lengths = torch.tensor([6, 4, 1])
     pad = torch.arange(6)[None, :] < lengths[:, None]  # (B, T)
     causal = causal_mask(6)
     expected = theirs(x, src_mask=~causal, src_key_padding_mask=~pad)
-    out, _ = ours(x, mask=causal[None, None] & pad[:, None, None, :])
+    out = ours(x, src_mask=causal, src_key_padding_mask=pad)
     torch.testing.assert_close(out[pad], expected[pad], atol=1e-5, rtol=1e-5)
 
 
@@ -110,9 +110,9 @@ def test_encoder_layer_norm_order_matters():
     pre = EncoderLayer(8, 2, norm_first=True).eval()
     pre.load_state_dict(post.state_dict())
     x = torch.randn(2, 5, 8)
-    assert not torch.allclose(post(x)[0], pre(x)[0], atol=1e-3)
+    assert not torch.allclose(post(x), pre(x), atol=1e-3)
     # post-norm ends with a LayerNorm: every position has mean 0 and variance 1
-    out = post(x)[0]
+    out = post(x)
     torch.testing.assert_close(out.mean(-1), torch.zeros(2, 5), atol=1e-5, rtol=0)
 
 
@@ -125,15 +125,17 @@ def test_decoder_layer_equals_pytorch_with_the_same_weights(norm_first, activati
     ).eval()
     ours = DecoderLayer.from_torch(theirs).eval()
     x, memory = torch.randn(3, 5, 16), torch.randn(3, 7, 16)
-    out, self_weights, cross_weights = ours(x, memory)
+    with record_attention(ours) as maps:
+        out = ours(x, memory)
     torch.testing.assert_close(out, theirs(x, memory), atol=1e-5, rtol=1e-5)
-    assert self_weights.shape == (3, 4, 5, 5) and cross_weights.shape == (3, 4, 5, 7)
+    assert maps["self"].shape == (3, 4, 5, 5) and maps["cross"].shape == (3, 4, 5, 7)
     causal = causal_mask(5)
     source = torch.arange(7)[None, :] < torch.tensor([7, 4, 1])[:, None]  # (B, S)
     expected = theirs(x, memory, tgt_mask=~causal, memory_key_padding_mask=~source)
-    out, _, cross_weights = ours(x, memory, self_mask=causal, memory_mask=source)
+    with record_attention(ours) as maps:
+        out = ours(x, memory, tgt_mask=causal, memory_key_padding_mask=source)
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
-    assert torch.all(cross_weights[2, :, :, 1:] == 0)  # the third source has one real token
+    assert torch.all(maps["cross"][2, :, :, 1:] == 0)  # the third source has one real token
 
 
 def test_decoder_layer_names_mismatched_memory():
@@ -146,9 +148,9 @@ def test_decoder_layer_with_a_cache_equals_the_full_causal_pass():
     torch.manual_seed(0)
     layer = DecoderLayer(16, 4, norm_first=True).eval()
     x, memory = torch.randn(2, 6, 16), torch.randn(2, 4, 16)
-    full, _, _ = layer(x, memory, self_mask=causal_mask(6))
+    full = layer(x, memory, tgt_mask=causal_mask(6))
     cache = KVCache()
-    steps = [layer(x[:, t : t + 1], memory, cache=cache)[0] for t in range(6)]
+    steps = [layer(x[:, t : t + 1], memory, cache=cache) for t in range(6)]
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
 
 
@@ -182,8 +184,10 @@ def test_tagger_ignores_padding_and_keeps_its_maps():
     padded = torch.tensor([[3, 4, 5, 0, 0]])
     expected = model(short)
     torch.testing.assert_close(model(padded)[:, :3], expected, atol=1e-5, rtol=0)
-    assert len(model.attention_weights) == 2
-    weights = model.attention_weights[0]
+    with record_attention(model) as maps:
+        model(padded)
+    assert maps.names == ["layers.0.self", "layers.1.self"]
+    weights = maps["layers.0.self"]
     assert weights.shape == (1, 2, 5, 5)
     assert torch.all(weights[..., 3:] == 0)  # no query attends to a padding key
 
@@ -212,9 +216,9 @@ def test_multihead_attention_with_a_cache_equals_attending_over_everything():
     torch.manual_seed(0)
     attention = MultiHeadAttention(16, 4).eval()
     x = torch.randn(2, 7, 16)
-    full, _ = attention(x, x, x, mask=causal_mask(7))
+    full, _ = attention(x, x, x, attn_mask=causal_mask(7))
     cache = KVCache()
-    first, _ = attention(x[:, :4], x[:, :4], x[:, :4], mask=causal_mask(4), cache=cache)
+    first, _ = attention(x[:, :4], x[:, :4], x[:, :4], attn_mask=causal_mask(4), cache=cache)
     steps = [first]
     for t in range(4, 7):
         out, weights = attention(x[:, t : t + 1], x[:, t : t + 1], x[:, t : t + 1], cache=cache)
@@ -231,11 +235,13 @@ def test_kv_cache_rejects_keys_of_another_shape():
         cache.append(torch.zeros(2, 2, 1, 8), torch.zeros(2, 2, 1, 8))
 
 
-def test_causal_mask_with_offset_is_the_bottom_rows_of_the_full_mask():
+def test_causal_mask_with_an_offset_is_the_bottom_rows_of_the_full_mask():
     full = causal_mask(7)
-    assert torch.equal(causal_mask_with_offset(7, 7), full)
-    assert torch.equal(causal_mask_with_offset(3, 7), full[4:])
-    assert torch.equal(causal_mask_with_offset(1, 7), torch.ones(1, 7, dtype=torch.bool))
+    assert torch.equal(causal_mask(7, offset=0), full)
+    assert torch.equal(causal_mask(3, offset=4), full[4:])
+    assert torch.equal(causal_mask(1, offset=6), torch.ones(1, 7, dtype=torch.bool))
+    with pytest.raises(ValueError, match="offset .* must be >= 0, got -1"):
+        causal_mask(3, offset=-1)
 
 
 # ----------------------------------------------------------------------------- GPT
@@ -276,9 +282,15 @@ def test_gpt_forward_with_caches_equals_the_full_forward():
     idx = torch.randint(0, 13, (2, 9))
     full = model(idx)
     caches = model.new_caches()
-    parts = [model(idx[:, :5], caches)] + [model(idx[:, t : t + 1], caches) for t in range(5, 9)]
+    with record_attention(model) as maps:
+        parts = [model(idx[:, :5], caches)]
+        parts += [model(idx[:, t : t + 1], caches) for t in range(5, 9)]
     torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=1e-5)
-    assert model.attention_weights[0].shape == (2, 4, 1, 9)
+    assert maps.calls["blocks.0.self"][-1].shape == (2, 4, 1, 9)
+    with record_attention(model) as uncached:
+        model(idx)
+    # the cached steps, joined, are the whole causal map
+    torch.testing.assert_close(maps["blocks.0.self"], uncached["blocks.0.self"], atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("new_tokens", [5, 40])  # 40 runs past block_size: the context slides

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from course_utils.attention import record_attention
 from course_utils.data import Vocab, make_loader
 from course_utils.training import evaluate, fit
 from course_utils.transformer import Transformer, warmup_schedule
@@ -35,10 +36,12 @@ def test_padding_does_not_change_the_output(norm_first):
     model = _model(norm_first=norm_first)
     src, lengths = _sources()
     tgt_in = torch.randint(3, 13, (3, 5))
-    full = model(src, lengths, tgt_in)
+    with record_attention(model) as maps:
+        full = model(src, lengths, tgt_in)
     assert full.shape == (3, 5, 13)
-    assert len(model.cross_attention) == 2 and model.cross_attention[0].shape == (3, 4, 5, 6)
-    assert torch.all(model.cross_attention[-1][2, :, :, 2:] == 0)  # padding gets no attention
+    cross = maps.layers("cross")
+    assert len(cross) == 2 and cross[0].shape == (3, 4, 5, 6)
+    assert torch.all(cross[-1][2, :, :, 2:] == 0)  # padding gets no attention
     alone = model(src[2:, :2], lengths[2:], tgt_in[2:])
     torch.testing.assert_close(full[2:], alone, atol=1e-5, rtol=1e-5)
 

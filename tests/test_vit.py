@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from course_utils.attention import record_attention
 from course_utils.vit import (
     PatchEmbedding,
     VisionTransformer,
@@ -58,10 +59,11 @@ def test_patchify_errors_name_the_shapes():
 def test_vision_transformer_shapes_and_maps():
     torch.manual_seed(0)
     model = VisionTransformer(image_size=8, patch_size=2, num_layers=3, d_model=32, num_heads=4)
-    logits = model(torch.rand(5, 1, 8, 8))
+    with record_attention(model) as maps:
+        logits = model(torch.rand(5, 1, 8, 8))
     assert logits.shape == (5, 10)
-    assert len(model.attention_weights) == 3
-    assert model.attention_weights[0].shape == (5, 4, 17, 17)  # 16 patches + CLS
+    assert maps.names == ["layers.0.self", "layers.1.self", "layers.2.self"]
+    assert maps.layers("self")[0].shape == (5, 4, 17, 17)  # 16 patches + CLS
     with pytest.raises(ValueError, match=r"\(5, 1, 6, 6\)"):
         model(torch.rand(5, 1, 6, 6))
     with pytest.raises(ValueError, match="must divide image_size"):
@@ -102,11 +104,10 @@ def _tiny_vit(num_layers=2):
 def _logits_with_last_layer_changed_at(model, images, positions):
     """Logits after adding noise to the last layer's output at ``positions`` (of N+1 tokens)."""
 
-    def add_noise(module, inputs, output):
-        x, weights = output
+    def add_noise(module, inputs, x):
         noise = torch.zeros_like(x)
         noise[:, positions] = torch.randn(x.shape[0], len(positions), x.shape[-1])
-        return x + 3 * noise, weights
+        return x + 3 * noise
 
     handle = model.layers[-1].register_forward_hook(add_noise)
     try:

@@ -13,11 +13,16 @@ from torch.nn import functional as F
 # ----------------------------------------------------------------------------- masks
 
 
-def causal_mask(n: int, device=None) -> torch.Tensor:
-    """``(n, n)`` boolean mask, True on and below the diagonal: position i may see j <= i."""
+def causal_mask(n: int, device=None, offset: int = 0) -> torch.Tensor:
+    """``(n, offset + n)`` boolean mask: query i, at position ``offset + i``, may see keys j <=
+    ``offset + i``. ``offset=0`` is the square mask, True on and below the diagonal; with a KV
+    cache of ``offset`` earlier positions, the ``n`` new queries also see all of the cache.
+    """
     if n < 1:
         raise ValueError(f"a causal mask needs n >= 1, got {n}")
-    return torch.ones(n, n, dtype=torch.bool, device=device).tril()
+    if offset < 0:
+        raise ValueError(f"offset (the number of cached positions) must be >= 0, got {offset}")
+    return torch.ones(n, offset + n, dtype=torch.bool, device=device).tril(diagonal=offset)
 
 
 def padding_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Tensor:

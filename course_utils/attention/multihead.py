@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .core import scaled_dot_product_attention
 
@@ -42,30 +43,63 @@ class KVCache:
         return self.k, self.v
 
 
-def _as_4d(mask: torch.Tensor, batch: int, l_q: int, l_k: int) -> torch.Tensor:
-    """A 2-D mask as ``(B, 1, 1, L_k)`` (padding) or ``(1, 1, L_q, L_k)`` (per query)."""
-    padding = tuple(mask.shape) == (batch, l_k)
-    per_query = tuple(mask.shape) == (l_q, l_k)
-    if padding and per_query and batch > 1:
-        raise ValueError(
-            f"a 2-D mask {tuple(mask.shape)} is ambiguous when the batch size equals L_q "
-            f"({batch}): pass a padding mask as (B, 1, 1, L_k) or a causal mask as "
-            "(1, 1, L_q, L_k)"
-        )
-    return mask[:, None, None, :] if padding else mask[None, None]
+def merge_masks(
+    key_padding_mask: torch.Tensor | None,
+    attn_mask: torch.Tensor | None,
+    batch: int,
+    l_q: int,
+    l_k: int,
+) -> torch.Tensor | None:
+    """One boolean mask (True = may attend) broadcastable to the scores ``(B, H, L_q, L_k)``.
+
+    ``key_padding_mask`` is ``(B, L_k)``: which keys of each sequence are real. ``attn_mask``
+    is ``(L_q, L_k)`` (e.g. causal), the same for every sequence and head, or 4-D
+    ``(B or 1, H or 1, L_q, L_k)``. Either may be None.
+    """
+    for name, mask in (("key_padding_mask", key_padding_mask), ("attn_mask", attn_mask)):
+        if mask is not None and mask.dtype != torch.bool:
+            raise ValueError(f"{name} must be boolean (True = may attend), got {mask.dtype}")
+    merged = None
+    if attn_mask is not None:
+        if attn_mask.dim() not in (2, 4) or attn_mask.shape[-1] != l_k:
+            raise ValueError(
+                f"attn_mask must be (L_q, L_k) = ({l_q}, {l_k}) or 4-D (B, H, L_q, L_k), got "
+                f"{tuple(attn_mask.shape)}; a per-sequence padding mask goes in key_padding_mask"
+            )
+        merged = attn_mask if attn_mask.dim() == 4 else attn_mask[None, None]  # (1, 1, L_q, L_k)
+        try:
+            torch.broadcast_shapes(merged.shape, (batch, 1, l_q, l_k))
+        except RuntimeError:
+            raise ValueError(
+                f"attn_mask {tuple(attn_mask.shape)} does not fit the scores (B, H, L_q, L_k) = "
+                f"({batch}, H, {l_q}, {l_k})"
+            ) from None
+    if key_padding_mask is not None:
+        if tuple(key_padding_mask.shape) != (batch, l_k):
+            raise ValueError(
+                f"key_padding_mask must be (B, L_k) = ({batch}, {l_k}), got "
+                f"{tuple(key_padding_mask.shape)}"
+            )
+        padding = key_padding_mask[:, None, None, :]  # (B, 1, 1, L_k)
+        merged = padding if merged is None else merged & padding
+    return merged
 
 
 class MultiHeadAttention(nn.Module):
     """Vaswani et al. (2017): ``num_heads`` scaled dot-product attentions side by side.
 
     ``forward(query (B, L_q, d_model), key (B, L_k, d_model), value (B, L_k, d_model),
-    mask=None, cache=None) -> (out (B, L_q, d_model), weights (B, H, L_q, L_k))``. ``mask`` is
-    boolean, True = may attend: a ``(B, L_k)`` padding mask, or anything that broadcasts to
-    ``(B, H, L_q, L_k)`` (e.g. a ``(L_q, L_k)`` causal mask). A 2-D mask that could be
-    either (B == L_q > 1) is refused: pass ``(B, 1, 1, L_k)`` or ``(1, 1, L_q, L_k)``. With a :class:`KVCache`, the new
-    keys and values are appended to it and the queries attend over all cached positions (the
-    mask must then cover them: ``L_k`` is the cache length). Dropout acts on the weights in
-    training mode; the returned weights are before dropout.
+    key_padding_mask=None, attn_mask=None, need_weights=True, cache=None) -> (out (B, L_q,
+    d_model), weights (B, H, L_q, L_k) or None)``. Masks are boolean, True = may attend:
+    ``key_padding_mask (B, L_k)`` marks each sequence's real keys, ``attn_mask (L_q, L_k)``
+    (or 4-D) is shared by all sequences, e.g. causal.
+
+    Two backends, one result: with ``need_weights=True`` the course's explicit
+    :func:`scaled_dot_product_attention` runs and returns its weights; with ``False`` PyTorch's
+    fused ``F.scaled_dot_product_attention`` runs (the fast path; weights ``None``) unless a
+    :func:`record_attention` block is listening. With a :class:`KVCache`, the new keys and
+    values are appended to it and the queries attend over all cached positions (masks then
+    cover ``L_k`` = the cache length). Dropout acts on the weights in training mode.
     """
 
     def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0, bias: bool = True):
@@ -77,6 +111,7 @@ class MultiHeadAttention(nn.Module):
             )
         self.d_model, self.num_heads, self.d_head = d_model, num_heads, d_model // num_heads
         self.dropout = dropout
+        self.recorders = 0  # open record_attention blocks: they need the weights
         self.W_q = nn.Linear(d_model, d_model, bias=bias)
         self.W_k = nn.Linear(d_model, d_model, bias=bias)
         self.W_v = nn.Linear(d_model, d_model, bias=bias)
@@ -92,7 +127,7 @@ class MultiHeadAttention(nn.Module):
         batch, _, length, _ = x.shape
         return x.transpose(1, 2).reshape(batch, length, self.d_model)
 
-    def forward(self, query, key, value, mask=None, cache: KVCache | None = None):
+    def _check_inputs(self, query, key, value) -> None:
         for name, x in (("query", query), ("key", key), ("value", value)):
             if x.dim() != 3 or x.shape[-1] != self.d_model:
                 raise ValueError(f"{name} must be (B, L, {self.d_model}), got {tuple(x.shape)}")
@@ -101,15 +136,34 @@ class MultiHeadAttention(nn.Module):
                 f"query, key and value must share the batch size, and key and value the length: "
                 f"query {tuple(query.shape)}, key {tuple(key.shape)}, value {tuple(value.shape)}"
             )
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        key_padding_mask: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
+        need_weights: bool = True,
+        cache: KVCache | None = None,
+    ):
+        self._check_inputs(query, key, value)
         q = self.split_heads(self.W_q(query))  # (B, H, L_q, d_head)
         k = self.split_heads(self.W_k(key))  # (B, H, L_k, d_head)
         v = self.split_heads(self.W_v(value))  # (B, H, L_k, d_head)
         if cache is not None:
             k, v = cache.append(k, v)  # (B, H, L_cached + L_k, d_head)
-        if mask is not None and mask.dim() == 2:
-            mask = _as_4d(mask, batch=k.shape[0], l_q=q.shape[2], l_k=k.shape[2])
+        mask = merge_masks(key_padding_mask, attn_mask, q.shape[0], q.shape[2], k.shape[2])
         p = self.dropout if self.training else 0.0
-        out, weights = scaled_dot_product_attention(q, k, v, mask=mask, dropout_p=p)
+        if need_weights or self.recorders:
+            out, weights = scaled_dot_product_attention(q, k, v, mask=mask, dropout_p=p)
+        else:  # the fused kernel: no (L_q, L_k) weights kept for the caller
+            out, weights = (
+                F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p),
+                None,
+            )
+            if mask is not None:  # a query with no key to attend gives 0, as the explicit path
+                out = out.masked_fill(~mask.any(dim=-1, keepdim=True), 0.0)
         return self.W_o(self.merge_heads(out)), weights  # (B, L_q, d_model), (B, H, L_q, L_k)
 
     @classmethod
@@ -117,7 +171,7 @@ class MultiHeadAttention(nn.Module):
         """A copy of PyTorch's ``nn.MultiheadAttention`` with the same weights.
 
         PyTorch's boolean masks mean the opposite (True = *blocked*): pass ``~attn_mask`` and
-        ``~key_padding_mask`` to this module to get the same result.
+        ``~key_padding_mask`` (under the same names) to this module for the same result.
         """
         if not mha._qkv_same_embed_dim:
             raise ValueError("only nn.MultiheadAttention with kdim = vdim = embed_dim is supported")

@@ -25,12 +25,14 @@ def reference_decoder_layer_forward(x, memory, layer, self_mask, memory_mask):
     """One post-norm decoder layer, as in the paper, from ``layer``'s sublayers.
 
     ``x (B, T, d)`` the target side, ``memory (B, S, d)`` the encoder's output; ``layer`` has
-    ``self_attn``, ``cross_attn`` (``MultiHeadAttention``: ``(query, key, value, mask) ->
-    (out, weights)``), ``ffn`` and ``norm1``, ``norm2``, ``norm3``. Returns ``(B, T, d)``.
+    ``self_attn``, ``cross_attn`` (``MultiHeadAttention``: ``(query, key, value,
+    key_padding_mask=None, attn_mask=None) -> (out, weights)``), ``ffn`` and ``norm1``, ``norm2``, ``norm3``. Returns ``(B, T, d)``.
     """
-    attended, _ = layer.self_attn(x, x, x, mask=self_mask)  # masked self-attention
+    attended, _ = layer.self_attn(x, x, x, attn_mask=self_mask)  # masked self-attention
     x = layer.norm1(x + attended)
-    attended, _ = layer.cross_attn(x, memory, memory, mask=memory_mask)  # queries from x
+    attended, _ = layer.cross_attn(
+        x, memory, memory, key_padding_mask=memory_mask
+    )  # queries from x
     x = layer.norm2(x + attended)
     return layer.norm3(x + layer.ffn(x))
 
@@ -71,33 +73,33 @@ def _decoder_variants(x, memory, layer, self_mask, memory_mask):
     L = layer  # noqa: N806
 
     def pre_norm():
-        h = x + L.self_attn(L.norm1(x), L.norm1(x), L.norm1(x), mask=self_mask)[0]
-        h = h + L.cross_attn(L.norm2(h), memory, memory, mask=memory_mask)[0]
+        h = x + L.self_attn(L.norm1(x), L.norm1(x), L.norm1(x), attn_mask=self_mask)[0]
+        h = h + L.cross_attn(L.norm2(h), memory, memory, key_padding_mask=memory_mask)[0]
         return h + L.ffn(L.norm3(h))
 
     def no_causal():
-        h = L.norm1(x + L.self_attn(x, x, x, mask=None)[0])
-        h = L.norm2(h + L.cross_attn(h, memory, memory, mask=memory_mask)[0])
+        h = L.norm1(x + L.self_attn(x, x, x)[0])
+        h = L.norm2(h + L.cross_attn(h, memory, memory, key_padding_mask=memory_mask)[0])
         return L.norm3(h + L.ffn(h))
 
     def no_memory_mask():
-        h = L.norm1(x + L.self_attn(x, x, x, mask=self_mask)[0])
-        h = L.norm2(h + L.cross_attn(h, memory, memory, mask=None)[0])
+        h = L.norm1(x + L.self_attn(x, x, x, attn_mask=self_mask)[0])
+        h = L.norm2(h + L.cross_attn(h, memory, memory)[0])
         return L.norm3(h + L.ffn(h))
 
     def cross_first():
-        h = L.norm1(x + L.cross_attn(x, memory, memory, mask=memory_mask)[0])
-        h = L.norm2(h + L.self_attn(h, h, h, mask=self_mask)[0])
+        h = L.norm1(x + L.cross_attn(x, memory, memory, key_padding_mask=memory_mask)[0])
+        h = L.norm2(h + L.self_attn(h, h, h, attn_mask=self_mask)[0])
         return L.norm3(h + L.ffn(h))
 
     def no_residual():
-        h = L.norm1(L.self_attn(x, x, x, mask=self_mask)[0])
-        h = L.norm2(L.cross_attn(h, memory, memory, mask=memory_mask)[0])
+        h = L.norm1(L.self_attn(x, x, x, attn_mask=self_mask)[0])
+        h = L.norm2(L.cross_attn(h, memory, memory, key_padding_mask=memory_mask)[0])
         return L.norm3(L.ffn(h))
 
     def no_norms():
-        h = x + L.self_attn(x, x, x, mask=self_mask)[0]
-        h = h + L.cross_attn(h, memory, memory, mask=memory_mask)[0]
+        h = x + L.self_attn(x, x, x, attn_mask=self_mask)[0]
+        h = h + L.cross_attn(h, memory, memory, key_padding_mask=memory_mask)[0]
         return h + L.ffn(h)
 
     return [
@@ -109,12 +111,12 @@ def _decoder_variants(x, memory, layer, self_mask, memory_mask):
         (
             no_causal,
             "the self-attention has no causal mask: position t can see the target tokens "
-            "after it, which it is supposed to predict. Pass mask=self_mask",
+            "after it, which it is supposed to predict. Pass attn_mask=self_mask",
         ),
         (
             no_memory_mask,
             "the cross-attention ignores memory_mask: the queries attend to the source's "
-            "padding positions. Pass mask=memory_mask to cross_attn",
+            "padding positions. Pass key_padding_mask=memory_mask to cross_attn",
         ),
         (
             cross_first,
@@ -149,7 +151,7 @@ def check_decoder_layer_forward(fn: Callable) -> CheckResult:
             out = expect_tensor(out, "the output", (_B, _T, _D))
             expected = reference_decoder_layer_forward(x, memory, layer, self_mask, memory_mask)
             if torch.allclose(out, expected, atol=1e-5):
-                tested = layer(x, memory, self_mask, memory_mask)[0]
+                tested = layer(x, memory, self_mask, memory_key_padding_mask=memory_mask)
                 assert torch.allclose(tested, expected, atol=1e-5)
                 return (
                     "masked self-attention, cross-attention over the encoder's output and the "
@@ -161,7 +163,8 @@ def check_decoder_layer_forward(fn: Callable) -> CheckResult:
                     raise Mistake(message)
         raise Mistake(
             "the output differs from the paper's decoder layer: x = norm1(x + self_attn(x, x, "
-            "x, self_mask)); x = norm2(x + cross_attn(x, memory, memory, memory_mask)); "
+            "x, attn_mask=self_mask)); x = norm2(x + cross_attn(x, memory, memory, "
+            "key_padding_mask=memory_mask)); "
             "x = norm3(x + ffn(x))"
         )
 

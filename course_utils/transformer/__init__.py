@@ -6,7 +6,7 @@ Every layer can be loaded from PyTorch's matching layer with ``from_torch`` and 
 same output.
 """
 
-from .gpt import GPT, GPTConfig, causal_mask_with_offset, sample_next
+from .gpt import GPT, GPTConfig, sample_next
 from .layers import DecoderLayer, EncoderLayer, FeedForward
 from .model import Transformer, warmup_schedule
 from .positions import POSITION_KINDS, PositionalEncoding, sinusoidal_positional_encoding
@@ -22,7 +22,6 @@ __all__ = [
     "PositionalEncoding",
     "Transformer",
     "TransformerTagger",
-    "causal_mask_with_offset",
     "sample_next",
     "sinusoidal_positional_encoding",
     "warmup_schedule",

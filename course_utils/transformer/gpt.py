@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..attention import KVCache
+from ..attention import KVCache, causal_mask
 from ..token_ids import check_token_ids
 from .layers import EncoderLayer
 from .positions import PositionalEncoding
@@ -31,18 +31,12 @@ class GPTConfig:
     dropout: float = 0.0
 
 
-def causal_mask_with_offset(num_queries: int, num_keys: int, device=None) -> torch.Tensor:
-    """``(num_queries, num_keys)``: the queries are the last positions, query i sees keys ≤ its own."""
-    ones = torch.ones(num_queries, num_keys, dtype=torch.bool, device=device)
-    return ones.tril(diagonal=num_keys - num_queries)
-
-
 class GPT(nn.Module):
     """``forward(idx (B, T), caches=None) -> logits (B, T, vocab_size)``.
 
     ``caches`` (one :class:`KVCache` per layer, from :meth:`new_caches`) continues a sequence:
-    ``idx`` then holds only the new tokens. The attention weights of the last call are kept in
-    ``attention_weights``, one ``(B, H, T, T_keys)`` tensor per layer.
+    ``idx`` then holds only the new tokens. Attention maps, ``(B, H, T, T_keys)`` per block:
+    ``with record_attention(model) as maps`` (``maps.layers("self")``).
     """
 
     def __init__(self, config: GPTConfig):
@@ -65,7 +59,6 @@ class GPT(nn.Module):
         self.norm = nn.LayerNorm(c.d_model)
         self.head = nn.Linear(c.d_model, c.vocab_size, bias=False)
         nn.init.normal_(self.token_embedding.weight, std=0.02)
-        self.attention_weights: list[torch.Tensor] = []
 
     def new_caches(self) -> list[KVCache]:
         return [KVCache() for _ in self.blocks]
@@ -79,11 +72,9 @@ class GPT(nn.Module):
         offset = len(caches[0]) if caches is not None else 0
         length = idx.shape[1]
         x = self.positions(self.token_embedding(idx), offset=offset)  # (B, T, d_model)
-        mask = causal_mask_with_offset(length, offset + length, device=idx.device)[None, None]
-        self.attention_weights = []
+        mask = causal_mask(length, device=idx.device, offset=offset)  # (T, offset + T)
         for i, block in enumerate(self.blocks):
-            x, weights = block(x, mask=mask, cache=None if caches is None else caches[i])
-            self.attention_weights.append(weights.detach())  # (B, H, T, T_keys)
+            x = block(x, src_mask=mask, cache=None if caches is None else caches[i])
         return self.head(self.norm(x))  # (B, T, vocab_size)
 
     @torch.no_grad()

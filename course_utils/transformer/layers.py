@@ -38,10 +38,12 @@ class FeedForward(nn.Module):
 class EncoderLayer(nn.Module):
     """Self-attention + feed-forward, each with a residual connection and LayerNorm.
 
-    ``forward(x (B, T, d_model), mask=None, cache=None) -> (x (B, T, d_model), weights
-    (B, H, T, T_keys))``. ``mask`` is boolean, True = may attend (a ``(B, T)`` padding mask or
-    a ``(T, T)`` causal mask); ``cache`` is a :class:`~course_utils.attention.KVCache` for
-    generation. ``dim_feedforward`` defaults to 4·d_model.
+    ``forward(x (B, T, d_model), src_mask=None, src_key_padding_mask=None, cache=None) -> x
+    (B, T, d_model)``, as PyTorch's layer but with masks True = may attend: ``src_mask`` is
+    ``(T, T_keys)`` (e.g. causal), ``src_key_padding_mask`` ``(B, T_keys)``; ``cache`` is a
+    :class:`~course_utils.attention.KVCache` for generation. The attention runs on the fast
+    path; :func:`~course_utils.attention.record_attention` shows its weights.
+    ``dim_feedforward`` defaults to 4·d_model.
     """
 
     def __init__(
@@ -65,27 +67,34 @@ class EncoderLayer(nn.Module):
         self.dropout2 = nn.Dropout(dropout)
         self.norm_first = norm_first
 
-    def _attend(self, x, mask, cache):
-        out, weights = self.self_attn(x, x, x, mask=mask, cache=cache)
-        return self.dropout1(out), weights
+    def _attend(self, x, src_mask, src_key_padding_mask, cache):
+        out, _ = self.self_attn(
+            x, x, x, src_key_padding_mask, src_mask, need_weights=False, cache=cache
+        )
+        return self.dropout1(out)
 
-    def forward(self, x: torch.Tensor, mask=None, cache: KVCache | None = None):
+    def forward(
+        self,
+        x: torch.Tensor,
+        src_mask: torch.Tensor | None = None,
+        src_key_padding_mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> torch.Tensor:
+        masks = (src_mask, src_key_padding_mask, cache)
         if self.norm_first:  # pre-norm: x + sublayer(norm(x))
-            attended, weights = self._attend(self.norm1(x), mask, cache)
-            x = x + attended
+            x = x + self._attend(self.norm1(x), *masks)
             x = x + self.dropout2(self.ffn(self.norm2(x)))
         else:  # post-norm, as in the paper: norm(x + sublayer(x))
-            attended, weights = self._attend(x, mask, cache)
-            x = self.norm1(x + attended)
+            x = self.norm1(x + self._attend(x, *masks))
             x = self.norm2(x + self.dropout2(self.ffn(x)))
-        return x, weights
+        return x  # (B, T, d_model)
 
     @classmethod
     def from_torch(cls, layer: nn.TransformerEncoderLayer) -> EncoderLayer:
         """A copy of ``nn.TransformerEncoderLayer`` (built with ``batch_first=True``).
 
-        PyTorch's boolean masks mean True = *blocked*: pass ``~src_mask`` or
-        ``~src_key_padding_mask`` here for the same result.
+        PyTorch's boolean masks mean True = *blocked*: pass ``~src_mask`` and
+        ``~src_key_padding_mask`` (same names) here for the same result.
         """
         ours = cls(**_settings_of(layer))
         ours.self_attn = MultiHeadAttention.from_torch(layer.self_attn)
@@ -97,10 +106,11 @@ class DecoderLayer(nn.Module):
     """Masked self-attention, cross-attention over ``memory``, feed-forward; each with a residual
     connection and LayerNorm (post-norm as in the paper, or pre-norm with ``norm_first``).
 
-    ``forward(x (B, T, d), memory (B, S, d), self_mask=None, memory_mask=None, cache=None) ->
-    (x (B, T, d), self_weights (B, H, T, T_keys), cross_weights (B, H, T, S))``. Masks are
-    boolean, True = may attend: ``self_mask`` is usually causal, ``memory_mask`` a ``(B, S)``
-    padding mask of the source.
+    ``forward(x (B, T, d), memory (B, S, d), tgt_mask=None, memory_mask=None,
+    tgt_key_padding_mask=None, memory_key_padding_mask=None, cache=None) -> x (B, T, d)``, as
+    PyTorch's layer but with masks True = may attend: ``tgt_mask (T, T_keys)`` is usually
+    causal, ``memory_key_padding_mask (B, S)`` marks the source's real positions,
+    ``memory_mask (T, S)`` is rarely needed. Weights: :func:`~course_utils.attention.record_attention`.
     """
 
     def __init__(
@@ -127,20 +137,32 @@ class DecoderLayer(nn.Module):
         self.dropout3 = nn.Dropout(dropout)
         self.norm_first = norm_first
 
-    def forward(self, x, memory, self_mask=None, memory_mask=None, cache: KVCache | None = None):
+    def forward(
+        self,
+        x: torch.Tensor,
+        memory: torch.Tensor,
+        tgt_mask: torch.Tensor | None = None,
+        memory_mask: torch.Tensor | None = None,
+        tgt_key_padding_mask: torch.Tensor | None = None,
+        memory_key_padding_mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> torch.Tensor:
         if memory.dim() != 3 or memory.shape[0] != x.shape[0] or memory.shape[-1] != x.shape[-1]:
             raise ValueError(
                 f"memory must be (B, S, d_model) with x's batch and width: x {tuple(x.shape)}, "
                 f"memory {tuple(memory.shape)}"
             )
-        weights = {}
 
         def self_block(h):
-            out, weights["self"] = self.self_attn(h, h, h, mask=self_mask, cache=cache)
+            out, _ = self.self_attn(
+                h, h, h, tgt_key_padding_mask, tgt_mask, need_weights=False, cache=cache
+            )
             return self.dropout1(out)
 
         def cross_block(h):
-            out, weights["cross"] = self.cross_attn(h, memory, memory, mask=memory_mask)
+            out, _ = self.cross_attn(
+                h, memory, memory, memory_key_padding_mask, memory_mask, need_weights=False
+            )
             return self.dropout2(out)
 
         if self.norm_first:  # pre-norm: x + sublayer(norm(x))
@@ -151,14 +173,14 @@ class DecoderLayer(nn.Module):
             x = self.norm1(x + self_block(x))
             x = self.norm2(x + cross_block(x))
             x = self.norm3(x + self.dropout3(self.ffn(x)))
-        return x, weights["self"], weights["cross"]
+        return x  # (B, T, d_model)
 
     @classmethod
     def from_torch(cls, layer: nn.TransformerDecoderLayer) -> DecoderLayer:
         """A copy of ``nn.TransformerDecoderLayer`` (built with ``batch_first=True``).
 
         PyTorch's boolean masks mean True = *blocked*: pass ``~tgt_mask`` and
-        ``~memory_key_padding_mask`` here for the same result.
+        ``~memory_key_padding_mask`` (same names) here for the same result.
         """
         ours = cls(**_settings_of(layer))
         ours.self_attn = MultiHeadAttention.from_torch(layer.self_attn)

@@ -11,10 +11,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..attention import KVCache, padding_mask
+from ..attention import KVCache, causal_mask, padding_mask, record_attention
 from ..seq2seq import Decoded
 from ..token_ids import check_token_ids
-from .gpt import causal_mask_with_offset
 from .layers import DecoderLayer, EncoderLayer
 from .positions import PositionalEncoding
 
@@ -23,8 +22,9 @@ class Transformer(nn.Module):
     """Token embeddings ×√d_model + sinusoidal positions, encoder and decoder stacks, a head.
 
     ``forward(src (B, S), src_lengths (B,), tgt_in (B, T)) -> logits (B, T, tgt_vocab_size)``.
-    After each call the attention maps are kept, one ``(B, H, ., .)`` tensor per layer, in
-    ``encoder_attention``, ``decoder_attention`` and ``cross_attention`` (decoder × source).
+    Attention maps: ``with record_attention(model) as maps``, then ``maps.layers(kind)`` for
+    ``kind`` in ``"self"`` (encoder and decoder self-attention: ``maps["encoder.0.self"]``,
+    ``maps["decoder.0.self"]``) and ``"cross"`` (decoder × source), ``(B, H, ., .)`` each.
     """
 
     def __init__(
@@ -55,9 +55,6 @@ class Transformer(nn.Module):
         for embedding in (self.src_embedding, self.tgt_embedding):
             # std d^-0.5, so that after the ×√d scaling tokens and positions have similar size
             nn.init.normal_(embedding.weight, std=d_model**-0.5)
-        self.encoder_attention: list[torch.Tensor] = []
-        self.decoder_attention: list[torch.Tensor] = []
-        self.cross_attention: list[torch.Tensor] = []
 
     def _embed(
         self, embedding: nn.Embedding, tokens: torch.Tensor, offset: int = 0, name: str = "tokens"
@@ -74,27 +71,19 @@ class Transformer(nn.Module):
             )
         src_mask = padding_mask(src_lengths, src.shape[1])  # (B, S)
         x = self._embed(self.src_embedding, src, name="src")
-        self.encoder_attention = []
         for layer in self.encoder:
-            x, weights = layer(x, mask=src_mask[:, None, None, :])  # (B, 1, 1, S)
-            self.encoder_attention.append(weights.detach())
+            x = layer(x, src_key_padding_mask=src_mask)  # (B, S, d_model)
         return self.encoder_norm(x), src_mask
 
     def decode(self, tgt_in, memory, src_mask, caches: list[KVCache] | None = None):
         """Logits ``(B, T, V)`` for ``tgt_in (B, T)``; with caches, ``tgt_in`` holds new tokens."""
         offset = 0 if caches is None else len(caches[0])
         length = tgt_in.shape[1]
-        self_mask = causal_mask_with_offset(length, offset + length, device=tgt_in.device)[
-            None, None
-        ]
+        tgt_mask = causal_mask(length, device=tgt_in.device, offset=offset)  # (T, offset + T)
         x = self._embed(self.tgt_embedding, tgt_in, offset, name="tgt_in")
-        self.decoder_attention, self.cross_attention = [], []
         for i, layer in enumerate(self.decoder):
             cache = None if caches is None else caches[i]
-            memory_mask = src_mask[:, None, None, :]  # (B, 1, 1, S)
-            x, self_weights, cross_weights = layer(x, memory, self_mask, memory_mask, cache)
-            self.decoder_attention.append(self_weights.detach())  # (B, H, T, T_keys)
-            self.cross_attention.append(cross_weights.detach())  # (B, H, T, S)
+            x = layer(x, memory, tgt_mask, memory_key_padding_mask=src_mask, cache=cache)
         return self.head(self.decoder_norm(x))
 
     def forward(self, src, src_lengths, tgt_in):
@@ -115,17 +104,18 @@ class Transformer(nn.Module):
         caches = [KVCache() for _ in self.decoder]
         token = torch.full((src.shape[0], 1), bos_id, dtype=torch.long, device=src.device)
         finished = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
-        tokens, weights = [], []
-        for _ in range(max_len):
-            logits = self.decode(token, memory, src_mask, caches)[:, -1]  # (B, V)
-            token = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
-            token = token.masked_fill(finished[:, None], eos_id)
-            tokens.append(token)
-            weights.append(self.cross_attention[-1].mean(dim=1))  # (B, 1, S)
-            finished |= token[:, 0] == eos_id
-            if bool(finished.all()):
-                break
-        return Decoded(torch.cat(tokens, dim=1), torch.cat(weights, dim=1))
+        tokens = []
+        with record_attention(self.decoder[-1].cross_attn) as maps:
+            for _ in range(max_len):
+                logits = self.decode(token, memory, src_mask, caches)[:, -1]  # (B, V)
+                token = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
+                token = token.masked_fill(finished[:, None], eos_id)
+                tokens.append(token)
+                finished |= token[:, 0] == eos_id
+                if bool(finished.all()):
+                    break
+        cross = maps["attention"].mean(dim=1)  # (B, L, S): the last layer, mean of the heads
+        return Decoded(torch.cat(tokens, dim=1), cross)
 
     @torch.no_grad()
     def beam_search(

@@ -18,8 +18,8 @@ class TransformerTagger(nn.Module):
     """Token embedding + positions + ``num_layers`` encoder layers + a linear head per position.
 
     ``forward(tokens (B, T)) -> logits (B, T, num_classes)``; keys equal to ``pad_id`` are
-    masked. The attention weights of the last call are kept in ``attention_weights``, one
-    ``(B, H, T, T)`` tensor per layer.
+    masked. Its attention maps, ``(B, H, T, T)`` per layer: ``with record_attention(model) as
+    maps`` (``maps.layers("self")``).
     """
 
     def __init__(
@@ -46,17 +46,13 @@ class TransformerTagger(nn.Module):
         )
         self.norm = nn.LayerNorm(d_model) if norm_first else nn.Identity()
         self.head = nn.Linear(d_model, vocab_size if num_classes is None else num_classes)
-        self.attention_weights: list[torch.Tensor] = []
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         if tokens.dim() != 2:
             raise ValueError(f"tokens must be (B, T) integer ids, got {tuple(tokens.shape)}")
         check_token_ids(tokens, self.vocab_size, "tokens")
         keys = None if self.pad_id is None else tokens != self.pad_id  # (B, T) real tokens
-        mask = None if keys is None else keys[:, None, None, :]  # (B, 1, 1, T)
         x = self.positions(self.embedding(tokens))  # (B, T, d_model)
-        self.attention_weights = []
         for layer in self.layers:
-            x, weights = layer(x, mask=mask)
-            self.attention_weights.append(weights.detach())  # (B, H, T, T)
+            x = layer(x, src_key_padding_mask=keys)
         return self.head(self.norm(x))  # (B, T, num_classes)

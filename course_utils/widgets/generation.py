@@ -16,9 +16,10 @@ import torch
 from matplotlib.patches import Rectangle
 from torch.nn import functional as F
 
-from ..attention import causal_mask
+from ..attention import causal_mask, record_attention
 from ..data import Vocab
 from ..plots import plot_attention
+from ..training import evaluating
 from ..transformer import GPT
 from ..transformer.gpt import check_sampling, keep_top_k
 from ._show import clear, show_figure, warning_html
@@ -74,8 +75,8 @@ def next_token_probabilities(
     from; temperature 0 puts all the mass on the argmax (greedy)."""
     ids = encode_prompt(prompt, vocab, model.config.block_size)
     check_sampling(temperature, top_k, model.config.vocab_size)
-    model.eval()
-    logits = model(torch.tensor([ids], device=_device(model)))[0, -1].float().cpu()  # (V,)
+    with evaluating(model):
+        logits = model(torch.tensor([ids], device=_device(model)))[0, -1].float().cpu()  # (V,)
     if temperature == 0:
         return F.one_hot(logits.argmax(), len(logits)).float()
     logits = logits / temperature
@@ -245,9 +246,9 @@ def attention_map(model: GPT, vocab: Vocab, prompt: str, layer: int, head: int) 
             f"layer must be in 0..{c.num_layers - 1} and head in 0..{c.num_heads - 1}, "
             f"got layer {layer}, head {head}"
         )
-    model.eval()
-    model(torch.tensor([ids], device=_device(model)))
-    return model.attention_weights[layer][0, head].float().cpu()  # (T, T)
+    with evaluating(model), record_attention(model) as maps:
+        model(torch.tensor([ids], device=_device(model)))
+    return maps.layers("self")[layer][0, head].float().cpu()  # (T, T)
 
 
 def visibility_sentence(prompt: str, position: int) -> str:

@@ -14,7 +14,9 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import torch
 
+from ..attention import record_attention
 from ..plots import plot_attention
+from ..training import evaluating
 from ._show import clear, show_figure, warning_html
 
 __all__ = ["head_maps", "heads_explorer", "offset_mass", "plot_heads"]
@@ -25,19 +27,15 @@ ALL_HEADS = -1  # the head dropdown's value for "all heads side by side"
 @torch.no_grad()
 def head_maps(model: torch.nn.Module, tokens: torch.Tensor) -> list[torch.Tensor]:
     """Run ``model`` on ``tokens`` (T,) or (B, T) and return its attention maps, one
-    ``(B, H, T, T)`` CPU tensor per layer (the model must keep ``attention_weights``)."""
+    ``(B, H, T, T)`` CPU tensor per layer (recorded with ``record_attention``)."""
     if not isinstance(tokens, torch.Tensor) or tokens.dim() not in (1, 2) or tokens.numel() == 0:
         shape = tuple(tokens.shape) if isinstance(tokens, torch.Tensor) else type(tokens).__name__
         raise ValueError(f"tokens must be a non-empty (T,) or (B, T) tensor of ids, got {shape}")
-    if not hasattr(model, "attention_weights"):
-        raise ValueError("this model keeps no attention_weights to show")
     batch = tokens[None] if tokens.dim() == 1 else tokens
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    model(batch.to(device))
-    model.train(was_training)
-    return [w.detach().float().cpu() for w in model.attention_weights]
+    with evaluating(model), record_attention(model) as maps:
+        model(batch.to(device))
+    return [w.float().cpu() for w in maps.layers("self")]
 
 
 def offset_mass(

@@ -18,8 +18,10 @@ import numpy as np
 import torch
 from matplotlib.patches import Rectangle
 
+from ..attention import record_attention
 from ..data import Vocab
 from ..plots import plot_attention
+from ..training import evaluating
 from ..transformer import TransformerTagger, sinusoidal_positional_encoding
 from ._show import clear, show_figure, warning_html
 from .seq2seq import highlight_errors
@@ -63,13 +65,11 @@ def parse_sequence(text: str, vocab: Vocab, max_len: int) -> list[int]:
 @torch.no_grad()
 def attention_maps(model: TransformerTagger, ids: list[int]) -> tuple[list[int], list]:
     """Run ``model`` on one sequence; its predicted ids and one ``(H, T, T)`` map per layer."""
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
-    logits = model(torch.tensor([ids], device=device))  # (1, T, C)
-    model.train(was_training)
+    with evaluating(model), record_attention(model) as maps:
+        logits = model(torch.tensor([ids], device=device))  # (1, T, C)
     predicted = logits[0].argmax(dim=-1).tolist()
-    return predicted, [weights[0].cpu() for weights in model.attention_weights]
+    return predicted, [weights[0].cpu() for weights in maps.layers("self")]
 
 
 def self_attention_case(

@@ -14,9 +14,11 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import torch
 
+from ..attention import record_attention
 from ..data import Vocab
 from ..plots import plot_attention
 from ..seq2seq import check_source, translate
+from ..training import evaluating
 from ..transformer import Transformer
 from ._show import clear, show_figure, warning_html
 
@@ -88,15 +90,11 @@ def cross_attention_map(
         raise ValueError(f"head must be in 0..{num_heads - 1} or {MEAN_OF_HEADS!r}, got {head}")
     output, _ = translate(model, text, src_vocab, tgt_vocab)
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        src = torch.tensor([ids], device=device)
-        tgt_in = torch.tensor([tgt_vocab.encode(output, add_bos=True)], device=device)
+    src = torch.tensor([ids], device=device)
+    tgt_in = torch.tensor([tgt_vocab.encode(output, add_bos=True)], device=device)
+    with evaluating(model), record_attention(model) as maps:
         model(src, torch.tensor([len(ids)], device=device), tgt_in)
-    finally:
-        model.train(was_training)
-    weights = model.cross_attention[layer][0]  # (H, T, S)
+    weights = maps.layers("cross")[layer][0]  # (H, T, S)
     weights = weights.mean(dim=0) if head == MEAN_OF_HEADS else weights[head]
     return output, weights.float().cpu()
 

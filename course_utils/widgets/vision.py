@@ -16,6 +16,8 @@ import torch
 from matplotlib.patches import Rectangle
 from torch.nn import functional as F
 
+from ..attention import record_attention
+from ..training import evaluating
 from ..vit import VisionTransformer, attention_rollout, cls_attention_map
 from ._show import clear, show_figure, warning_html
 
@@ -86,11 +88,10 @@ def _check_layer_head(model: VisionTransformer, layer, head) -> None:
 
 @torch.no_grad()
 def classify_image(model: VisionTransformer, image: torch.Tensor) -> torch.Tensor:
-    """``(10,)`` class probabilities on the CPU for one image ``(C, H, W)``; afterwards
-    ``model.attention_weights`` holds this image's attention."""
+    """``(10,)`` class probabilities on the CPU for one image ``(C, H, W)``."""
     device = next(model.parameters()).device
-    model.eval()
-    logits = model(image.reshape(1, -1, *image.shape[-2:]).to(device))  # (1, classes)
+    with evaluating(model):
+        logits = model(image.reshape(1, -1, *image.shape[-2:]).to(device))  # (1, classes)
     return torch.softmax(logits[0].float(), dim=-1).cpu()
 
 
@@ -104,8 +105,9 @@ def cls_attention(
     averaged); ``head`` is a head index or ``"mean"`` (ignored for the rollout).
     """
     _check_layer_head(model, layer, head)
-    classify_image(model, image)
-    attentions = [w.float().cpu() for w in model.attention_weights]  # (1, H, N+1, N+1) each
+    with record_attention(model) as maps:
+        classify_image(model, image)
+    attentions = [w.float().cpu() for w in maps.layers("self")]  # (1, H, N+1, N+1) each
     if layer == ROLLOUT:
         return cls_attention_map(attention_rollout(attentions), model.grid)[0]
     weights = attentions[layer][0]  # (H, N+1, N+1)
