@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 from .attention import AdditiveAttention, masked_softmax, padding_mask
 from .data import Vocab, pad_sequences, split_dataset
 from .seq2seq import Encoder
+from .training import evaluating
 
 # Inside the package, so an installed wheel finds it from any working directory.
 DATA_DIR = Path(__file__).resolve().parent / "data_files"
@@ -177,11 +178,9 @@ def pooling_loss(model: nn.Module, batch) -> torch.Tensor:
 def classify(model: nn.Module, examples: Sequence[Example], vocab: Vocab):
     """Predicted labels ``(N,)`` and accuracy of ``model`` on ``(text, label)`` examples."""
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     ids, lengths, labels = collate_texts(examples, vocab)
-    logits, _ = model(ids.to(device), lengths.to(device))
-    model.train(was_training)
+    with evaluating(model):
+        logits, _ = model(ids.to(device), lengths.to(device))
     predictions = logits.argmax(-1).cpu()
     return predictions, float((predictions == labels).float().mean())
 
@@ -193,11 +192,9 @@ def word_weights(model: nn.Module, text: str, vocab: Vocab) -> tuple[list[str], 
     if not words:
         raise ValueError("the text is empty: type a few words")
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     ids = torch.tensor([vocab.encode(words)], device=device)
-    logits, weights = model(ids, torch.tensor([len(words)], device=device))
-    model.train(was_training)
+    with evaluating(model):
+        logits, weights = model(ids, torch.tensor([len(words)], device=device))
     return words, weights[0].cpu(), int(logits.argmax(-1))
 
 

@@ -18,6 +18,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from .attention import LUONG_SCORES, AdditiveAttention, LuongAttention
 from .data import Vocab
 from .token_ids import check_token_ids
+from .training import evaluating
 
 _CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -358,9 +359,7 @@ def decode_text(
     """
     ids = check_source(text, src_vocab, getattr(model, "max_src_len", None))
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         return model.greedy_decode(
             torch.tensor([ids], device=device),
             torch.tensor([len(ids)], device=device),
@@ -368,8 +367,6 @@ def decode_text(
             tgt_vocab.eos_id,
             max_len if max_len is not None else len(ids) + 10,
         )
-    finally:
-        model.train(was_training)
 
 
 def translate(

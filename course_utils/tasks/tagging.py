@@ -11,6 +11,8 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
+from ..training import evaluating
+
 __all__ = ["IGNORE_INDEX", "tagging_accuracy", "tagging_loader", "tagging_loss"]
 
 IGNORE_INDEX = -100  # F.cross_entropy's default ignore_index: positions without a loss
@@ -42,17 +44,15 @@ def tagging_accuracy(
 ) -> float:
     """Share of labelled positions whose argmax class is right, over ``(N, T)`` tensors."""
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     hits = total = 0
-    for start in range(0, len(tokens), batch_size):
-        chunk = tokens[start : start + batch_size].to(device)
-        target = labels[start : start + batch_size].to(device)
-        predicted = model(chunk).argmax(dim=-1)  # (b, T)
-        scored = target != IGNORE_INDEX
-        hits += int((predicted[scored] == target[scored]).sum())
-        total += int(scored.sum())
-    model.train(was_training)
+    with evaluating(model):
+        for start in range(0, len(tokens), batch_size):
+            chunk = tokens[start : start + batch_size].to(device)
+            target = labels[start : start + batch_size].to(device)
+            predicted = model(chunk).argmax(dim=-1)  # (b, T)
+            scored = target != IGNORE_INDEX
+            hits += int((predicted[scored] == target[scored]).sum())
+            total += int(scored.sum())
     if total == 0:
         raise ValueError("no labelled positions to score (every label is IGNORE_INDEX)")
     return hits / total
